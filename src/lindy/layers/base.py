@@ -1,0 +1,254 @@
+"""The layer contract every lindy sequence layer implements.
+
+A layer maps x: (batch, length, d_model) -> y: (batch, length, d_output) (d_output = d_model unless the
+layer says otherwise) in two modes that give the same numbers:
+
+- parallel: ``forward(x)`` (a convolution or a scan over the whole sequence), used for training;
+- recurrent: ``initial_state(batch_size)``, ``step(x_t, state) -> (y_t, state)`` and
+  ``forward_with_state(x, state) -> (y, state)`` (chunked streaming), used for inference.
+
+A state is a tensor or a tuple of tensors whose first dimension is the batch. Layers without a recurrent
+form (bidirectional ones) raise ``NotImplementedError`` from the recurrent methods with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+State = Tensor | tuple[Tensor, ...]
+
+__all__ = [
+    "SequenceLayer",
+    "State",
+    "LayerSpec",
+    "LAYERS",
+    "register_layer",
+    "build_layer",
+    "register_ssm_param",
+    "check_sequence_input",
+    "check_step_input",
+    "check_finite_number",
+    "check_positive_int",
+    "check_choice",
+]
+
+
+# ----------------------------------------------------------------------------------------------------
+# argument checks: every message names the argument and the value it expected
+# ----------------------------------------------------------------------------------------------------
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_finite_number(name: str, value: Any, *, positive: bool = False, low=None, high=None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value: Any, choices) -> Any:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_sequence_input(x: Any, d_model: int, *, name: str = "x", dtype: torch.dtype | None = None) -> None:
+    """Raise a clear error unless ``x`` is a floating (batch, length, d_model) tensor with length >= 1.
+
+    ``dtype`` is the layer's parameter dtype: a float input of another dtype is refused outside autocast
+    (a silent up/down cast would hide a float64 check that really ran in float32).
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, length, {d_model}), got {type(x)}")
+    if x.dim() != 3:
+        raise ValueError(
+            f"{name} must have 3 dims (batch, length, d_model={d_model}), got shape {tuple(x.shape)}"
+        )
+    if x.shape[-1] != d_model:
+        raise ValueError(f"{name} last dim must be d_model={d_model}, got shape {tuple(x.shape)}")
+    if x.shape[1] == 0:
+        raise ValueError(f"{name} must have length >= 1, got shape {tuple(x.shape)}")
+    _check_float_dtype(x, name, dtype)
+
+
+def check_step_input(x_t: Any, d_model: int, *, name: str = "x_t", dtype: torch.dtype | None = None) -> None:
+    """Raise a clear error unless ``x_t`` is a floating (batch, d_model) tensor."""
+    if not isinstance(x_t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, {d_model}), got {type(x_t)}")
+    if x_t.dim() != 2 or x_t.shape[-1] != d_model:
+        raise ValueError(f"{name} must have shape (batch, d_model={d_model}), got {tuple(x_t.shape)}")
+    _check_float_dtype(x_t, name, dtype)
+
+
+def _check_float_dtype(x: Tensor, name: str, dtype: torch.dtype | None) -> None:
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float32, float64, bfloat16), got dtype {x.dtype}")
+    autocast = torch.is_autocast_enabled(x.device.type) if x.device.type in ("cpu", "cuda") else False
+    if dtype is not None and x.dtype != dtype and not autocast:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the layer's parameters are {dtype}; "
+            f"convert one of them (e.g. layer.to({x.dtype}) or x.to({dtype})), or run under torch.autocast"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------
+# optimiser hints
+# ----------------------------------------------------------------------------------------------------
+def register_ssm_param(
+    module: nn.Module,
+    name: str,
+    tensor: Tensor,
+    *,
+    lr: float | None = None,
+    weight_decay: float = 0.0,
+    trainable: bool = True,
+) -> None:
+    """Register ``tensor`` on ``module`` as an SSM parameter (or a buffer when not trainable).
+
+    Trainable ones carry ``param._optim = {"lr": lr, "weight_decay": weight_decay}`` (the state-spaces/s4
+    convention), which ``lindy.train`` turns into optimiser groups; ``lr=None`` means the global lr.
+    They also carry ``_ssm = True`` so that mixed precision keeps them in float32.
+    """
+    if not trainable:
+        module.register_buffer(name, tensor)
+        return
+    param = nn.Parameter(tensor)
+    hints = {"weight_decay": weight_decay}
+    if lr is not None:
+        hints["lr"] = lr
+    param._optim = hints  # type: ignore[attr-defined]
+    param._ssm = True  # type: ignore[attr-defined]
+    module.register_parameter(name, param)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the base class
+# ----------------------------------------------------------------------------------------------------
+class SequenceLayer(nn.Module):
+    """Base class of lindy sequence layers: (batch, length, d_model) -> (batch, length, d_output).
+
+    Subclasses implement ``_forward(x)`` (parallel mode) and, when causal, ``initial_state``,
+    ``_step(x_t, state)`` and optionally ``_forward_with_state`` (the default loops over ``_step``).
+    The public methods validate their inputs and then call these.
+    """
+
+    #: whether the layer has a recurrent form (bidirectional layers do not)
+    recurrent: bool = True
+
+    def __init__(self, d_model: int, *, d_output: int | None = None):
+        super().__init__()
+        self.d_model = check_positive_int("d_model", d_model)
+        self.d_output = check_positive_int("d_output", d_output) if d_output is not None else d_model
+        # A checkpoint with NaN/inf in it fails on load, naming the tensor, not several layers later.
+        self.register_load_state_dict_post_hook(_check_loaded_finite)
+
+    # -- dtype of the layer's parameters, used to refuse silently mismatched inputs
+    @property
+    def param_dtype(self) -> torch.dtype | None:
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return None
+
+    # -- parallel mode
+    def forward(self, x: Tensor) -> Tensor:
+        check_sequence_input(x, self.d_model, dtype=self.param_dtype)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    # -- recurrent mode
+    def _require_recurrent(self) -> None:
+        if not self.recurrent:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no recurrent form in this configuration "
+                "(a bidirectional layer sees the future); build it with bidirectional=False to stream"
+            )
+
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> State:
+        raise NotImplementedError(f"{type(self).__name__} does not implement initial_state")
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        """One recurrent step: x_t (batch, d_model) -> y_t (batch, d_output), new state."""
+        self._require_recurrent()
+        check_step_input(x_t, self.d_model, dtype=self.param_dtype)
+        return self._step(x_t, state)
+
+    def _step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def forward_with_state(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """Process a chunk starting from ``state``; chunked calls equal one call over the whole sequence."""
+        self._require_recurrent()
+        check_sequence_input(x, self.d_model, dtype=self.param_dtype)
+        return self._forward_with_state(x, state)
+
+    def _forward_with_state(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        ys = []
+        for t in range(x.shape[1]):
+            y_t, state = self._step(x[:, t], state)
+            ys.append(y_t)
+        return torch.stack(ys, dim=1), state
+
+
+def _check_loaded_finite(module: nn.Module, incompatible_keys) -> None:
+    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+        if tensor.is_floating_point() or tensor.is_complex():
+            if not bool(torch.isfinite(tensor).all()):
+                raise ValueError(
+                    f"{type(module).__name__}: loaded tensor {name!r} contains NaN or inf; expected finite values"
+                )
+
+
+# ----------------------------------------------------------------------------------------------------
+# registry: configs name layers by lower-case name; the conformance suite runs over every entry
+# ----------------------------------------------------------------------------------------------------
+@dataclass
+class LayerSpec:
+    """A registered layer: its factory and the tiny configurations the conformance suite runs."""
+
+    name: str
+    factory: Callable[..., SequenceLayer]
+    #: id -> keyword arguments for tiny conformance instances (d_model is supplied by the suite)
+    test_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+LAYERS: dict[str, LayerSpec] = {}
+
+
+def register_layer(name: str, *, test_configs: dict[str, dict[str, Any]] | None = None):
+    """Class decorator: register a layer under ``name`` (lower case) with its conformance configs."""
+
+    def decorate(cls):
+        key = name.lower()
+        if key in LAYERS and LAYERS[key].factory is not cls:
+            raise ValueError(f"layer name {key!r} is already registered to {LAYERS[key].factory}")
+        LAYERS[key] = LayerSpec(key, cls, dict(test_configs or {"default": {}}))
+        return cls
+
+    return decorate
+
+
+def build_layer(name_or_cls: str | type, d_model: int, **kwargs) -> SequenceLayer:
+    """Build a layer from its registered name (``"s4d"``) or its class."""
+    if isinstance(name_or_cls, str):
+        key = name_or_cls.lower()
+        if key not in LAYERS:
+            raise ValueError(f"layer must be one of {sorted(LAYERS)}, got {name_or_cls!r}")
+        return LAYERS[key].factory(d_model, **kwargs)
+    return name_or_cls(d_model, **kwargs)
