@@ -1,7 +1,7 @@
 """The layer contract every lindy sequence layer implements.
 
-A layer maps x: (batch, length, d_model) -> y: (batch, length, d_output) (d_output = d_model unless the
-layer says otherwise) in two modes that give the same numbers:
+A layer maps x: (batch, length, d_input) -> y: (batch, length, d_model) (d_input = d_model unless the layer
+takes another input width, as LEM does) in two modes that give the same numbers:
 
 - parallel: ``forward(x)`` (a convolution or a scan over the whole sequence), used for training;
 - recurrent: ``initial_state(batch_size)``, ``step(x_t, state) -> (y_t, state)`` and
@@ -68,6 +68,8 @@ def check_choice(name: str, value: Any, choices) -> Any:
 
 def check_sequence_input(x: Any, d_model: int, *, name: str = "x", dtype: torch.dtype | None = None) -> None:
     """Raise a clear error unless ``x`` is a floating (batch, length, d_model) tensor with length >= 1.
+
+    (``d_model`` here is the width the layer expects at its input, i.e. its ``d_input``.)
 
     ``dtype`` is the layer's parameter dtype: a float input of another dtype is refused outside autocast
     (a silent up/down cast would hide a float64 check that really ran in float32).
@@ -139,7 +141,7 @@ def register_ssm_param(
 # the base class
 # ----------------------------------------------------------------------------------------------------
 class SequenceLayer(nn.Module):
-    """Base class of lindy sequence layers: (batch, length, d_model) -> (batch, length, d_output).
+    """Base class of lindy sequence layers: (batch, length, d_input) -> (batch, length, d_model).
 
     Subclasses implement ``_forward(x)`` (parallel mode) and, when causal, ``initial_state``,
     ``_step(x_t, state)`` and optionally ``_forward_with_state`` (the default loops over ``_step``).
@@ -149,10 +151,10 @@ class SequenceLayer(nn.Module):
     #: whether the layer has a recurrent form (bidirectional layers do not)
     recurrent: bool = True
 
-    def __init__(self, d_model: int, *, d_output: int | None = None):
+    def __init__(self, d_model: int, *, d_input: int | None = None):
         super().__init__()
         self.d_model = check_positive_int("d_model", d_model)
-        self.d_output = check_positive_int("d_output", d_output) if d_output is not None else d_model
+        self.d_input = check_positive_int("d_input", d_input) if d_input is not None else d_model
         # A checkpoint with NaN/inf in it fails on load, naming the tensor, not several layers later.
         self.register_load_state_dict_post_hook(_check_loaded_finite)
 
@@ -166,7 +168,7 @@ class SequenceLayer(nn.Module):
 
     # -- parallel mode
     def forward(self, x: Tensor) -> Tensor:
-        check_sequence_input(x, self.d_model, dtype=self.param_dtype)
+        check_sequence_input(x, self.d_input, dtype=self.param_dtype)
         return self._forward(x)
 
     def _forward(self, x: Tensor) -> Tensor:
@@ -184,9 +186,9 @@ class SequenceLayer(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} does not implement initial_state")
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        """One recurrent step: x_t (batch, d_model) -> y_t (batch, d_output), new state."""
+        """One recurrent step: x_t (batch, d_input) -> y_t (batch, d_model), new state."""
         self._require_recurrent()
-        check_step_input(x_t, self.d_model, dtype=self.param_dtype)
+        check_step_input(x_t, self.d_input, dtype=self.param_dtype)
         return self._step(x_t, state)
 
     def _step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
@@ -195,7 +197,7 @@ class SequenceLayer(nn.Module):
     def forward_with_state(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         """Process a chunk starting from ``state``; chunked calls equal one call over the whole sequence."""
         self._require_recurrent()
-        check_sequence_input(x, self.d_model, dtype=self.param_dtype)
+        check_sequence_input(x, self.d_input, dtype=self.param_dtype)
         return self._forward_with_state(x, state)
 
     def _forward_with_state(self, x: Tensor, state: State) -> tuple[Tensor, State]:
@@ -211,7 +213,8 @@ def _check_loaded_finite(module: nn.Module, incompatible_keys) -> None:
         if tensor.is_floating_point() or tensor.is_complex():
             if not bool(torch.isfinite(tensor).all()):
                 raise ValueError(
-                    f"{type(module).__name__}: loaded tensor {name!r} contains NaN or inf; expected finite values"
+                    f"{type(module).__name__}: loaded tensor {name!r} contains NaN or inf; "
+                    "expected finite values"
                 )
 
 
