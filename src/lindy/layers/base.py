@@ -229,19 +229,30 @@ class LayerSpec:
     factory: Callable[..., SequenceLayer]
     #: id -> keyword arguments for tiny conformance instances (d_model is supplied by the suite)
     test_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: keyword arguments that must be refused with a ValueError naming the argument (e.g. a NaN dt_min)
+    invalid_configs: list[dict[str, Any]] = field(default_factory=list)
 
 
 LAYERS: dict[str, LayerSpec] = {}
 
 
-def register_layer(name: str, *, test_configs: dict[str, dict[str, Any]] | None = None):
-    """Class decorator: register a layer under ``name`` (lower case) with its conformance configs."""
+def register_layer(
+    name: str,
+    *,
+    test_configs: dict[str, dict[str, Any]] | None = None,
+    invalid_configs: list[dict[str, Any]] | None = None,
+):
+    """Class decorator: register a layer under ``name`` (lower case) with its conformance configs.
+
+    The conformance suite (tests/conformance) instantiates every entry of ``test_configs`` at tiny sizes
+    and checks the whole contract; each entry of ``invalid_configs`` must raise ``ValueError``.
+    """
 
     def decorate(cls):
         key = name.lower()
         if key in LAYERS and LAYERS[key].factory is not cls:
             raise ValueError(f"layer name {key!r} is already registered to {LAYERS[key].factory}")
-        LAYERS[key] = LayerSpec(key, cls, dict(test_configs or {"default": {}}))
+        LAYERS[key] = LayerSpec(key, cls, dict(test_configs or {"default": {}}), list(invalid_configs or []))
         return cls
 
     return decorate
