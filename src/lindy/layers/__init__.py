@@ -1,5 +1,9 @@
-"""Sequence layers, each with a parallel mode and a recurrent mode (see ``base.py`` for the contract)."""
+"""Sequence layers, each with a parallel mode and a recurrent mode (see ``base.py`` for the contract).
+
+Importing this package registers every layer under its lower-case name (``build_layer("s4d", 64)``).
+"""
 
 from lindy.layers.base import LAYERS, SequenceLayer, build_layer, register_layer, register_ssm_param
+from lindy.layers.s4d import S4D
 
-__all__ = ["LAYERS", "SequenceLayer", "build_layer", "register_layer", "register_ssm_param"]
+__all__ = ["LAYERS", "S4D", "SequenceLayer", "build_layer", "register_layer", "register_ssm_param"]

@@ -1,0 +1,206 @@
+"""Layer speed benchmark: forward and forward+backward time, tokens/s and peak memory, beside the floor.
+
+For each layer and length L the input is x: (B, L, H). The floor is a bare causal FFT convolution of the
+same shape (rfft/irfft padded to 2L with a fixed (H, L) kernel that needs a gradient): no SSM layer can
+beat it. Cases are interleaved round by round in one process, so that machine noise hits all of them
+alike; the figure quoted is the median over rounds. Peak memory is measured per case in a fresh
+subprocess: on CUDA ``torch.cuda.max_memory_allocated``, on CPU the growth of the peak resident set
+(ru_maxrss) during one forward+backward over the state after set-up.
+
+Output: one JSON object per line (stdout or --out), then a markdown table.
+
+    python benchmarks/speed.py --layers s4d --lengths 1024 4096 16384 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+FLOOR = "fft_conv_floor"
+# per-layer constructor arguments of the benchmark shape (N = 64 where the layer has a state size)
+LAYER_KWARGS = {"s4d": dict(d_state=64), "lem": dict()}
+
+
+class FFTConvFloor(nn.Module):
+    """The floor: y = causal FFT convolution of x (B, L, H) with a learnable (H, L) kernel."""
+
+    def __init__(self, d_model: int, length: int):
+        super().__init__()
+        self.k = nn.Parameter(torch.randn(d_model, length) / length)
+
+    def forward(self, x):
+        n = 2 * x.shape[1]
+        u_f = torch.fft.rfft(x.transpose(1, 2), n=n)
+        y = torch.fft.irfft(u_f * torch.fft.rfft(self.k, n=n), n=n)[..., : x.shape[1]]
+        return y.transpose(1, 2)
+
+
+def build(name: str, d_model: int, length: int) -> nn.Module:
+    if name == FLOOR:
+        return FFTConvFloor(d_model, length)
+    from lindy.layers import build_layer
+
+    return build_layer(name, d_model, **LAYER_KWARGS.get(name, {}))
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_once(fn: Callable[[], None], device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def make_case(name, batch, d_model, length, device):
+    torch.manual_seed(0)
+    module = build(name, d_model, length).to(device).train()
+    x = torch.randn(batch, length, d_model, device=device, requires_grad=True)
+
+    def forward():
+        with torch.no_grad():
+            module(x)
+
+    def forward_backward():
+        module(x).square().mean().backward()
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+
+    return forward, forward_backward
+
+
+def peak_memory_mb(name, batch, d_model, length, device_name) -> float:
+    """Peak memory of one forward+backward, measured in a fresh subprocess (MiB)."""
+    code = (
+        "import sys, json; sys.argv=['x']; from lindy.bench.speed import _peak_child; "
+        f"print(json.dumps(_peak_child({name!r}, {batch}, {d_model}, {length}, {device_name!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_child(name, batch, d_model, length, device_name) -> float:
+    device = torch.device(device_name)
+    forward, forward_backward = make_case(name, batch, d_model, length, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        forward_backward()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    forward_backward()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # ru_maxrss is KiB on Linux
+
+
+def run(layers, lengths, batch, d_model, rounds, warmup, device, memory=True):
+    rows = []
+    for length in lengths:
+        names = [FLOOR, *layers]
+        cases = {n: make_case(n, batch, d_model, length, device) for n in names}
+        times = {n: {"fwd": [], "fwdbwd": []} for n in names}
+        for r in range(warmup + rounds):
+            for n in names:  # interleaved: every round times every case
+                fwd, fwdbwd = cases[n]
+                t_fwd, t_fb = time_once(fwd, device), time_once(fwdbwd, device)
+                if r >= warmup:
+                    times[n]["fwd"].append(t_fwd)
+                    times[n]["fwdbwd"].append(t_fb)
+        floor_fb = statistics.median(times[FLOOR]["fwdbwd"])
+        floor_mem = peak_memory_mb(FLOOR, batch, d_model, length, device.type) if memory else None
+        for n in names:
+            fwd = statistics.median(times[n]["fwd"])
+            fb = statistics.median(times[n]["fwdbwd"])
+            mem = peak_memory_mb(n, batch, d_model, length, device.type) if memory else None
+            rows.append(
+                dict(
+                    layer=n,
+                    L=length,
+                    B=batch,
+                    H=d_model,
+                    device=device.type,
+                    fwd_ms=round(fwd * 1e3, 2),
+                    fwdbwd_ms=round(fb * 1e3, 2),
+                    fwd_tokens_per_s=round(batch * length / fwd),
+                    fwdbwd_tokens_per_s=round(batch * length / fb),
+                    fwdbwd_vs_floor=round(fb / floor_fb, 3),
+                    peak_mem_mb=None if mem is None else round(mem, 1),
+                    mem_vs_floor=None if mem is None or not floor_mem else round(mem / floor_mem, 3),
+                    rounds=rounds,
+                )
+            )
+    return rows
+
+
+def markdown(rows) -> str:
+    head = (
+        "| layer | L | fwd ms | fwd+bwd ms | fwd+bwd tokens/s | fwd+bwd / floor | peak MiB | mem / floor |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"| {r['layer']} | {r['L']} | {r['fwd_ms']} | {r['fwdbwd_ms']} | {r['fwdbwd_tokens_per_s']} | "
+            f"{r['fwdbwd_vs_floor']} | {r['peak_mem_mb']} | {r['mem_vs_floor']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="lindy bench speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--layers", nargs="+", default=["s4d"], help="registered layer names, or 'all'")
+    p.add_argument("--lengths", nargs="+", type=int, default=[1024, 4096, 16384])
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-case memory subprocesses")
+    p.add_argument("--out", help="also append the JSON lines to this file")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    layers = args.layers
+    if layers == ["all"]:
+        from lindy.layers import LAYERS
+
+        layers = sorted(LAYERS)
+    rows = run(
+        layers,
+        args.lengths,
+        args.batch,
+        args.d_model,
+        args.rounds,
+        args.warmup,
+        torch.device(args.device),
+        memory=not args.no_memory,
+    )
+    meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), machine=platform.processor())
+    for r in rows:
+        line = json.dumps({**r, **meta})
+        print(line)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(line + "\n")
+    print()
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

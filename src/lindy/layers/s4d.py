@@ -1,0 +1,241 @@
+"""S4D: the diagonal state-space layer (Gu, Gupta, Goel, Re 2022, "On the Parameterization and
+Initialization of Diagonal State Space Models").
+
+Each of the H features runs its own complex diagonal SSM with N/2 modes (conjugate pairs are implicit):
+
+    x'(t) = A x(t) + B u(t),   y(t) = 2 Re(C x(t)) + D u(t),     A = -exp(log_A_real) + i A_imag
+
+discretised with step dt = exp(log_dt) by zero-order hold (Abar = exp(dt A), Bbar = (Abar - 1)/A B) or
+bilinear (Abar = (1 + dt A/2)/(1 - dt A/2), Bbar = dt B/(1 - dt A/2)). Parallel mode: the kernel
+K[l] = 2 Re(sum_n C_n Bbar_n Abar_n^l), l < L (a Vandermonde product), then y = K * u by causal FFT
+convolution (two kernels, causal and anti-causal, when bidirectional). Recurrent mode: the exact
+recurrence x_t = Abar x_{t-1} + Bbar u_t, y_t = 2 Re(C x_t) + D u_t.
+The layer output is Linear(GLU) of dropout(GELU(y)), as in the state-spaces/s4 standalone S4D.
+
+Complex parameters are stored as real pairs (last dim 2); A, B and dt carry optimiser hints
+(lr = min(lr, 1e-3) by default, no weight decay).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from lindy.kernels.discretize import discretize_diag
+from lindy.kernels.fft_conv import bidirectional_conv, causal_conv
+from lindy.kernels.hippo import dplr
+from lindy.kernels.vandermonde import vandermonde_kernel
+from lindy.layers.base import (
+    SequenceLayer,
+    check_choice,
+    check_finite_number,
+    check_positive_int,
+    register_layer,
+    register_ssm_param,
+)
+
+__all__ = ["S4D", "s4d_init"]
+
+INITS = ("lin", "inv", "legs")
+DISCRETIZATIONS = ("zoh", "bilinear")
+
+
+def s4d_init(init: str, d_state: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Initial (A_real, A_imag, B_pairs) for ``d_state`` = N, i.e. N/2 complex modes, in float64.
+
+    - ``lin``:  A_n = -1/2 + i pi n                              (S4D-Lin)
+    - ``inv``:  A_n = -1/2 + i (N/pi) (N/(2n+1) - 1)             (S4D-Inv)
+    - ``legs``: the eigenvalues of the normal part of HiPPO-LegS (-1/2 + i w_n), B projected onto its
+      eigenvectors (S4D-LegS, the diagonal restriction of S4's DPLR form).
+    B is 1 for ``lin`` and ``inv``. Shapes: (N/2,), (N/2,), (N/2, 2).
+    """
+    check_choice("init", init, INITS)
+    n_modes = d_state // 2
+    n = torch.arange(n_modes, dtype=torch.float64)
+    real = torch.full((n_modes,), -0.5, dtype=torch.float64)
+    b = torch.stack([torch.ones(n_modes, dtype=torch.float64), torch.zeros(n_modes, dtype=torch.float64)], -1)
+    if init == "lin":
+        imag = math.pi * n
+    elif init == "inv":
+        imag = d_state / math.pi * (d_state / (2 * n + 1) - 1)
+    else:
+        decomposition = dplr("legs", d_state)
+        real, imag = decomposition.w[:, 0].clone(), decomposition.w[:, 1].clone()
+        b = decomposition.B.clone()
+    return real, imag, b
+
+
+def _cmul(a: Tensor, b: Tensor) -> Tensor:
+    """Product of complex numbers stored as real pairs (..., 2)."""
+    ar, ai = a.unbind(-1)
+    br, bi = b.unbind(-1)
+    return torch.stack([ar * br - ai * bi, ar * bi + ai * br], -1)
+
+
+def _cexp(a: Tensor) -> Tensor:
+    mag = torch.exp(a[..., 0])
+    return torch.stack([mag * torch.cos(a[..., 1]), mag * torch.sin(a[..., 1])], -1)
+
+
+@register_layer(
+    "s4d",
+    test_configs={
+        "lin-zoh": dict(d_state=4),
+        "inv-bilinear": dict(d_state=6, init="inv", disc="bilinear"),
+        "legs": dict(d_state=4, init="legs"),
+        "bidirectional": dict(d_state=4, bidirectional=True),
+    },
+    invalid_configs=[
+        dict(d_state=3),
+        dict(dt_min=float("nan")),
+        dict(dt_min=0.2, dt_max=0.1),
+        dict(init="legt"),
+        dict(disc="euler"),
+        dict(dropout=1.5),
+    ],
+)
+class S4D(SequenceLayer):
+    """Diagonal SSM layer (S4D). x: (batch, length, d_model) -> y: (batch, length, d_model).
+
+    Args:
+        d_model: H, the number of features (each its own SSM).
+        d_state: N, the state size; N/2 complex modes are stored (must be even).
+        init: "lin" | "inv" | "legs" initialisation of A (and B).
+        disc: "zoh" | "bilinear" discretisation.
+        dt_min, dt_max: log dt_h ~ U[log dt_min, log dt_max] per feature.
+        lr: learning rate for A, B, dt (None: the optimiser's global lr); no weight decay on them.
+        dropout: dropout after the GELU.
+        bidirectional: add an anti-causal kernel (separate C, shared A, B, dt); then no recurrent form.
+        learn_B: whether B is trained (the standalone S4D of state-spaces/s4 fixes B = 1).
+
+    Parameters: log_dt (H,), log_A_real (H, N/2), A_imag (H, N/2), B (H, N/2, 2), C (H, N/2, 2)
+    [+ C_reverse], D (H,), output_linear (Linear H -> 2H then GLU).
+    State: (batch, H, N/2, 2), the complex modes as real pairs.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        d_state: int = 64,
+        init: str = "lin",
+        disc: str = "zoh",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        lr: float | None = 1e-3,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        learn_B: bool = True,
+    ):
+        super().__init__(d_model)
+        check_positive_int("d_state", d_state)
+        if d_state % 2:
+            raise ValueError(f"d_state must be even (N/2 complex conjugate modes), got {d_state}")
+        check_choice("init", init, INITS)
+        check_choice("disc", disc, DISCRETIZATIONS)
+        dt_min = check_finite_number("dt_min", dt_min, positive=True)
+        dt_max = check_finite_number("dt_max", dt_max, positive=True)
+        if dt_min > dt_max:
+            raise ValueError(f"dt_min must be <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        check_finite_number("dropout", dropout, low=0.0, high=1.0)
+        if lr is not None:
+            check_finite_number("lr", lr, positive=True)
+        self.d_state, self.init, self.disc = d_state, init, disc
+        self.bidirectional = bool(bidirectional)
+        self.recurrent = not self.bidirectional
+        H, n_modes = d_model, d_state // 2
+
+        log_dt = torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        real, imag, b = s4d_init(init, d_state)
+        register_ssm_param(self, "log_dt", log_dt, lr=lr)
+        register_ssm_param(self, "log_A_real", torch.log(-real).float().repeat(H, 1), lr=lr)
+        register_ssm_param(self, "A_imag", imag.float().repeat(H, 1), lr=lr)
+        register_ssm_param(self, "B", b.float().repeat(H, 1, 1), lr=lr, trainable=learn_B)
+        # C ~ complex standard normal (real and imaginary parts of variance 1/2), as in S4D
+        self.C = nn.Parameter(torch.randn(H, n_modes, 2) * math.sqrt(0.5))
+        if self.bidirectional:
+            self.C_reverse = nn.Parameter(torch.randn(H, n_modes, 2) * math.sqrt(0.5))
+        self.D = nn.Parameter(torch.randn(H))
+        self.activation = nn.GELU()
+        self.dropout = nn.Dropout(dropout)
+        self.output_linear = nn.Linear(H, 2 * H)
+        self.glu = nn.GLU(dim=-1)
+        self._cache: tuple | None = None
+
+    # ------------------------------------------------------------------------------------------------
+    # discretisation and kernel
+    # ------------------------------------------------------------------------------------------------
+    def _discrete(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(log Abar, Abar, Bbar) as real pairs of shape (H, N/2, 2), in the parameters' dtype."""
+        A = torch.stack([-torch.exp(self.log_A_real), self.A_imag], -1)  # (H, N/2, 2)
+        log_abar, abar, factor = discretize_diag(A, torch.exp(self.log_dt), self.disc)
+        return log_abar, abar, _cmul(factor, self.B)
+
+    def _kernels(self, length: int) -> tuple[Tensor, Tensor | None]:
+        """Causal kernel K (H, L) and, when bidirectional, the anti-causal one; cached in eval mode."""
+        params = [self.log_dt, self.log_A_real, self.A_imag, self.B, self.C, self.D]
+        if self.bidirectional:
+            params.append(self.C_reverse)
+        key = (length, self.log_dt.device, self.log_dt.dtype, tuple(p._version for p in params))
+        use_cache = not self.training and not torch.is_grad_enabled()
+        if use_cache and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        # SSM numerics stay in the parameters' precision, even under autocast
+        with torch.autocast(self.log_dt.device.type, enabled=False):
+            log_abar, _, bbar = self._discrete()
+            k = vandermonde_kernel(log_abar, 2 * _cmul(self.C, bbar), length)
+            k_rev = None
+            if self.bidirectional:
+                k_rev = vandermonde_kernel(log_abar, 2 * _cmul(self.C_reverse, bbar), length)
+        kernels = (k, k_rev)
+        self._cache = (key, kernels) if use_cache else None
+        return kernels
+
+    # ------------------------------------------------------------------------------------------------
+    # parallel mode
+    # ------------------------------------------------------------------------------------------------
+    def _output(self, y: Tensor, x: Tensor) -> Tensor:
+        """Skip term, activation, dropout and the GLU output projection; y, x: (B, L, H)."""
+        y = y + x * self.D
+        return self.glu(self.output_linear(self.dropout(self.activation(y))))
+
+    def _forward(self, x: Tensor) -> Tensor:
+        k, k_rev = self._kernels(x.shape[1])
+        u = rearrange(x, "b l h -> b h l")
+        y = causal_conv(u, k) if k_rev is None else bidirectional_conv(u, k, k_rev)
+        return self._output(rearrange(y, "b h l -> b l h"), x)
+
+    # ------------------------------------------------------------------------------------------------
+    # recurrent mode
+    # ------------------------------------------------------------------------------------------------
+    def initial_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
+        check_positive_int("batch_size", batch_size)
+        device = device if device is not None else self.C.device
+        dtype = dtype if dtype is not None else self.C.dtype
+        return torch.zeros(batch_size, self.d_model, self.d_state // 2, 2, device=device, dtype=dtype)
+
+    def _step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        _, abar, bbar = self._discrete()
+        state = _cmul(abar, state) + bbar * x_t[:, :, None, None]  # (B, H, N/2, 2)
+        y = 2 * _cmul(self.C, state)[..., 0].sum(-1)  # (B, H)
+        return self._output(y.unsqueeze(1), x_t.unsqueeze(1)).squeeze(1), state
+
+    def _forward_with_state(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        # Streaming chunks are short, so the (H, N/2, L) powers of Abar are affordable here; the parallel
+        # mode never builds them.
+        length = x.shape[1]
+        log_abar, abar, bbar = self._discrete()
+        k, _ = self._kernels(length)
+        u = rearrange(x, "b l h -> b h l")
+        steps = torch.arange(length, device=x.device, dtype=log_abar.dtype)
+        powers = _cexp(log_abar.unsqueeze(-2) * steps[:, None])  # Abar^l: (H, N/2, L, 2), closed form
+        # free response of the initial state: 2 Re(C Abar^(l+1) x0); Re(a b) = a_r b_r - a_i b_i
+        c0 = 2 * _cmul(_cmul(self.C, abar), state) * torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)
+        y = causal_conv(u, k) + torch.einsum("bhnc,hnlc->bhl", c0, powers)
+        # new state: Abar^L x0 + sum_s Abar^(L-1-s) Bbar u_s
+        driven = torch.einsum("bhl,hnlc->bhnc", u, powers.flip(-2))
+        new_state = _cmul(_cexp(log_abar * length), state) + _cmul(bbar, driven)
+        return self._output(rearrange(y, "b h l -> b l h"), x), new_state
