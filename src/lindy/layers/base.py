@@ -36,6 +36,7 @@ __all__ = [
     "check_finite_number",
     "check_positive_int",
     "check_choice",
+    "check_loaded_finite",
 ]
 
 
@@ -62,7 +63,7 @@ def check_finite_number(name: str, value: Any, *, positive: bool = False, low=No
 
 def check_choice(name: str, value: Any, choices) -> Any:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
 
 
@@ -157,7 +158,7 @@ class SequenceLayer(nn.Module):
         self.d_model = check_positive_int("d_model", d_model)
         self.d_input = check_positive_int("d_input", d_input) if d_input is not None else d_model
         # A checkpoint with NaN/inf in it fails on load, naming the tensor, not several layers later.
-        self.register_load_state_dict_post_hook(_check_loaded_finite)
+        self.register_load_state_dict_post_hook(check_loaded_finite)
 
     # -- dtype of the layer's parameters, used to refuse silently mismatched inputs
     @property
@@ -209,7 +210,7 @@ class SequenceLayer(nn.Module):
         return torch.stack(ys, dim=1), state
 
 
-def _check_loaded_finite(module: nn.Module, incompatible_keys) -> None:
+def check_loaded_finite(module: nn.Module, incompatible_keys) -> None:
     for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
         if tensor.is_floating_point() or tensor.is_complex():
             if not bool(torch.isfinite(tensor).all()):
