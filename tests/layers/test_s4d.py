@@ -19,9 +19,11 @@ def set_reference_params(layer, dt, C):
 
 
 def test_s4d_lin_reference_kernel():
-    # S4D-Lin, H=1, N=4 (modes -1/2 + i pi n), dt=0.1, C=1, B=1, ZOH
+    # S4D-Lin, H=1, N=4 (modes -1/2 + i pi n), dt=0.1, C=1, B=1, ZOH; D = 0 (it is folded into K[0])
     layer = S4D(1, d_state=4).double()
     set_reference_params(layer, 0.1, 1.0)
+    with torch.no_grad():
+        layer.D.zero_()
     k, _ = layer._kernels(5)
     expected = torch.tensor([0.387011, 0.350341, 0.300985, 0.244020, 0.184809], dtype=torch.float64)
     torch.testing.assert_close(k[0], expected, rtol=0, atol=5e-7)
@@ -30,10 +32,14 @@ def test_s4d_lin_reference_kernel():
 def test_bilinear_kernel_matches_its_recurrence_by_hand():
     layer = S4D(1, d_state=2, disc="bilinear").double()
     set_reference_params(layer, 0.05, 1.0)
+    with torch.no_grad():
+        layer.D.fill_(0.7)
     a = complex(-0.5, 0.0)  # one mode: A = -1/2 (S4D-Lin, n = 0)
     abar = (1 + 0.05 * a / 2) / (1 - 0.05 * a / 2)
     bbar = 0.05 / (1 - 0.05 * a / 2)
-    expected = torch.tensor([2 * (bbar * abar**l).real for l in range(6)], dtype=torch.float64)
+    expected = torch.tensor(
+        [2 * (bbar * abar**l).real + 0.7 * (l == 0) for l in range(6)], dtype=torch.float64
+    )
     k, _ = layer._kernels(6)
     torch.testing.assert_close(k[0], expected)
 
@@ -109,7 +115,7 @@ def test_bidirectional_is_causal_plus_anticausal_convolution():
     for t in range(L):
         for s in range(L):
             conv[:, t] += (k[:, t - s] if s <= t else k_rev[:, s - t - 1]) * u[:, s]
-    expected = layer._output(conv.T.unsqueeze(0), x)
+    expected = layer._output(conv.T.unsqueeze(0))
     torch.testing.assert_close(layer(x), expected)
     x2 = x.clone()
     x2[:, -1] += 1.0

@@ -111,6 +111,7 @@ class S4D(SequenceLayer):
         bidirectional: add an anti-causal kernel (separate C, shared A, B, dt); then no recurrent form.
         learn_B: whether B is trained (the standalone S4D of state-spaces/s4 fixes B = 1).
 
+    The skip D u is folded into the kernel's first tap (K[0] += D), the same maths in one convolution.
     Parameters: log_dt (H,), log_A_real (H, N/2), A_imag (H, N/2), B (H, N/2, 2), C (H, N/2, 2)
     [+ C_reverse], D (H,), output_linear (Linear H -> 2H then GLU).
     State: (batch, H, N/2, 2), the complex modes as real pairs.
@@ -160,7 +161,7 @@ class S4D(SequenceLayer):
             self.C_reverse = nn.Parameter(torch.randn(H, n_modes, 2) * math.sqrt(0.5))
         self.D = nn.Parameter(torch.randn(H))
         self.activation = nn.GELU()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output_linear = nn.Linear(H, 2 * H)
         self.glu = nn.GLU(dim=-1)
         self._cache: tuple | None = None
@@ -187,6 +188,8 @@ class S4D(SequenceLayer):
         with torch.autocast(self.log_dt.device.type, enabled=False):
             log_abar, _, bbar = self._discrete()
             k = vandermonde_kernel(log_abar, 2 * _cmul(self.C, bbar), length)
+            # the skip D u is a convolution with D at lag 0: folding it into K saves a pass over (B, L, H)
+            k = k + torch.nn.functional.pad(self.D.to(k.dtype).unsqueeze(-1), (0, length - 1))
             k_rev = None
             if self.bidirectional:
                 k_rev = vandermonde_kernel(log_abar, 2 * _cmul(self.C_reverse, bbar), length)
@@ -197,16 +200,15 @@ class S4D(SequenceLayer):
     # ------------------------------------------------------------------------------------------------
     # parallel mode
     # ------------------------------------------------------------------------------------------------
-    def _output(self, y: Tensor, x: Tensor) -> Tensor:
-        """Skip term, activation, dropout and the GLU output projection; y, x: (B, L, H)."""
-        y = y + x * self.D
+    def _output(self, y: Tensor) -> Tensor:
+        """Activation, dropout and the GLU output projection of the SSM output y: (B, L, H)."""
         return self.glu(self.output_linear(self.dropout(self.activation(y))))
 
     def _forward(self, x: Tensor) -> Tensor:
         k, k_rev = self._kernels(x.shape[1])
         u = rearrange(x, "b l h -> b h l")
         y = causal_conv(u, k) if k_rev is None else bidirectional_conv(u, k, k_rev)
-        return self._output(rearrange(y, "b h l -> b l h"), x)
+        return self._output(rearrange(y, "b h l -> b l h"))
 
     # ------------------------------------------------------------------------------------------------
     # recurrent mode
@@ -220,8 +222,8 @@ class S4D(SequenceLayer):
     def _step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         _, abar, bbar = self._discrete()
         state = _cmul(abar, state) + bbar * x_t[:, :, None, None]  # (B, H, N/2, 2)
-        y = 2 * _cmul(self.C, state)[..., 0].sum(-1)  # (B, H)
-        return self._output(y.unsqueeze(1), x_t.unsqueeze(1)).squeeze(1), state
+        y = 2 * _cmul(self.C, state)[..., 0].sum(-1) + self.D * x_t  # (B, H)
+        return self._output(y), state
 
     def _forward_with_state(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         # Streaming chunks are short, so the (H, N/2, L) powers of Abar are affordable here; the parallel
@@ -238,4 +240,4 @@ class S4D(SequenceLayer):
         # new state: Abar^L x0 + sum_s Abar^(L-1-s) Bbar u_s
         driven = torch.einsum("bhl,hnlc->bhnc", u, powers.flip(-2))
         new_state = _cmul(_cexp(log_abar * length), state) + _cmul(bbar, driven)
-        return self._output(rearrange(y, "b h l -> b l h"), x), new_state
+        return self._output(rearrange(y, "b h l -> b l h")), new_state
