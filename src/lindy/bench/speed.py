@@ -4,8 +4,9 @@ For each layer and length L the input is x: (B, L, H). The floor is a bare causa
 same shape (rfft/irfft padded to 2L with a fixed (H, L) kernel that needs a gradient): no SSM layer can
 beat it. Cases are interleaved round by round in one process, so that machine noise hits all of them
 alike; the figure quoted is the median over rounds. Peak memory is measured per case in a fresh
-subprocess: on CUDA ``torch.cuda.max_memory_allocated``, on CPU the growth of the peak resident set
-(ru_maxrss) during one forward+backward over the state after set-up.
+subprocess: on CUDA ``torch.cuda.max_memory_allocated``, on CPU the peak of the resident set sampled
+every 0.2 ms during one forward+backward, minus the resident set just before it (after a warm-up pass, so
+that one-off allocations of the first call do not count).
 
 Output: one JSON object per line (stdout or --out), then a markdown table.
 
@@ -21,6 +22,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -94,17 +96,35 @@ def peak_memory_mb(name, batch, d_model, length, device_name) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
 def _peak_child(name, batch, d_model, length, device_name) -> float:
     device = torch.device(device_name)
     forward, forward_backward = make_case(name, batch, d_model, length, device)
+    forward_backward()  # warm-up: lazy initialisation, caches
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         forward_backward()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(2e-4)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     forward_backward()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # ru_maxrss is KiB on Linux
+    done.set()
+    sampler.join()
+    return (max(peak[0], _rss_bytes()) - base) / 2**20
 
 
 def run(layers, lengths, batch, d_model, rounds, warmup, device, memory=True):
