@@ -7,6 +7,9 @@ import sys
 
 # command -> module with a ``main(argv) -> int``; imported lazily so that ``lindy --help`` is instant
 COMMANDS = {
+    "train": ("lindy.train.cli:train_main", "train an experiment: `lindy train --help` lists them"),
+    "eval": ("lindy.train.cli:eval_main", "metrics of a checkpoint on its test split"),
+    "export": ("lindy.train.cli:export_main", "weights as model.safetensors + config.json"),
     "smoke": ("lindy.bench.smoke", "forward/backward smoke of every registered layer"),
     "bench": ("lindy.bench.cli", "benchmarks: `lindy bench speed --layers all`"),
 }
@@ -30,8 +33,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(rest) or 0)
+    target = COMMANDS[command][0]
+    module_name, _, function = target.partition(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, function or "main")(rest) or 0)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,10 @@ def run(layers, lengths, batch, d_model, rounds, warmup, device, memory=True):
         for n in names:
             fwd = statistics.median(times[n]["fwd"])
             fb = statistics.median(times[n]["fwdbwd"])
-            mem = peak_memory_mb(n, batch, d_model, length, device.type) if memory else None
+            if n == FLOOR:
+                mem = floor_mem
+            else:
+                mem = peak_memory_mb(n, batch, d_model, length, device.type) if memory else None
             rows.append(
                 dict(
                     layer=n,

@@ -1,5 +1,9 @@
-"""Data sets: synthetic generators and readers of the standard file layouts (see ``base.py``)."""
+"""Data sets: synthetic generators and readers of the standard file layouts (see ``base.py``).
 
+Importing this package registers every data set under its name (``build_data("smnist", root=...)``).
+"""
+
+from lindy.data import adding, mnist  # noqa: F401  (registration)
 from lindy.data.base import DATASETS, DataSplits, TaskInfo, build_data, register_dataset
 
 __all__ = ["DATASETS", "DataSplits", "TaskInfo", "build_data", "register_dataset"]

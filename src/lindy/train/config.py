@@ -1,0 +1,25 @@
+"""Compose an experiment's config from the Hydra tree shipped in ``lindy/configs``.
+
+Hydra's compose API is used (no working-directory change, no outputs/ folder): ``compose_config(["experiment=
+lem/smnist", "trainer.max_epochs=5"])``. Unknown keys and group values fail at once with Hydra's message,
+which names the valid choices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_module(config_module="lindy.configs", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def list_experiments() -> list[str]:
+    root = CONFIG_DIR / "experiment"
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))

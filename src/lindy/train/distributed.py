@@ -1,0 +1,38 @@
+"""torch.distributed set-up for runs launched by torchrun (DDP); nothing here when run as one process."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def setup(device_name: str) -> tuple[int, int, torch.device]:
+    """Initialise the process group when torchrun started us: (rank, world size, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(device_name)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device_name.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        dist.init_process_group("nccl")
+    else:
+        device = torch.device(device_name)
+        dist.init_process_group("gloo")
+    return rank, world, device
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def is_main(rank: int) -> bool:
+    return rank == 0
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

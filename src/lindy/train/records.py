@@ -1,0 +1,96 @@
+"""What a run leaves in its folder: metrics.csv, TensorBoard events, PNG curves and summary.json.
+
+Only rank 0 writes. metrics.csv gets one row per evaluation and is appended to (a resumed run continues
+the same file); plots are redrawn from it with matplotlib's Agg backend.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_metric", "tokens_per_s", "elapsed_s"]
+
+
+class RunRecords:
+    def __init__(self, run_dir: Path, metric: str, tensorboard: bool = True):
+        self.run_dir, self.metric = run_dir, metric
+        self.csv_path = run_dir / "metrics.csv"
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def log_eval(self, row: dict) -> None:
+        new = not self.csv_path.exists()
+        with open(self.csv_path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k) for k in FIELDS})
+        if self.writer is not None:
+            step = row["step"]
+            for key in ("lr", "train_loss", "val_loss", "tokens_per_s"):
+                if row.get(key) is not None:
+                    self.writer.add_scalar(key, row[key], step)
+            self.writer.add_scalar(f"val_{self.metric}", row["val_metric"], step)
+            self.writer.flush()
+        self.plot()
+
+    def log_train(self, step: int, loss: float, lr: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar("train_loss_step", loss, step)
+            self.writer.add_scalar("lr_step", lr, step)
+
+    def read(self) -> list[dict]:
+        if not self.csv_path.exists():
+            return []
+        with open(self.csv_path) as f:
+            return list(csv.DictReader(f))
+
+    def plot(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = self.read()
+        if not rows:
+            return
+        step = [int(r["step"]) for r in rows]
+        fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4))
+        ax_loss.plot(step, [float(r["train_loss"]) for r in rows], "o-", label="train")
+        ax_loss.plot(step, [float(r["val_loss"]) for r in rows], "o-", label="validation")
+        ax_loss.set(xlabel="step", ylabel="loss", title="loss")
+        ax_loss.legend()
+        ax_metric.plot(step, [float(r["val_metric"]) for r in rows], "o-", color="C2")
+        ax_metric.set(xlabel="step", ylabel=self.metric, title=f"validation {self.metric}")
+        for ax in (ax_loss, ax_metric):
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.run_dir / "curves.png", dpi=100)
+        plt.close(fig)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def git_commit() -> str | None:
+    """The commit of the lindy source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    tmp = run_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2, default=str))
+    tmp.replace(run_dir / "summary.json")
