@@ -20,7 +20,7 @@ experiments:
 
 
 def train_main(argv: list[str]) -> int:
-    from lindy.train.config import compose_config, list_experiments
+    from lindy.train.config import compose_config, explain, list_experiments
 
     if any(a in ("-h", "--help") for a in argv):
         print(TRAIN_HELP + "\n".join(f"  {e}" for e in list_experiments()))
@@ -31,7 +31,7 @@ def train_main(argv: list[str]) -> int:
     try:
         cfg = compose_config(argv)
     except (HydraException, OmegaConfBaseException) as err:
-        print(f"lindy train: {err}", file=sys.stderr)
+        print(f"lindy train: {explain(err)}", file=sys.stderr)
         return 2
     from lindy.train.loop import NonFiniteLossError, Trainer
 

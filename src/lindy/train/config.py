@@ -21,5 +21,27 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 
 def list_experiments() -> list[str]:
-    root = CONFIG_DIR / "experiment"
+    return group_options("experiment")
+
+
+def group_options(group: str) -> list[str]:
+    """The config names available in a group folder (e.g. "experiment", "data")."""
+    root = CONFIG_DIR / group
+    if not root.is_dir():
+        return []
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def explain(error: Exception) -> str:
+    """Hydra's message, plus the valid choices when a group value was not found (Hydra omits them for a
+    group that has a default, such as ``experiment``)."""
+    import re
+
+    message = str(error)
+    found = re.search(r"Could not find '([\w/]+?)/([^']+)'", message)
+    if found and "Available options" not in message:
+        group = found.group(1)
+        options = group_options(group)
+        if options:
+            message += f"\nAvailable options in '{group}':\n" + "\n".join(f"\t{o}" for o in options)
+    return message

@@ -85,7 +85,12 @@ def eval_loader(dataset: Dataset, batch: int, world: int, rank: int, workers: in
     """This rank's contiguous shard of an evaluation split, in order."""
     n = len(dataset)
     shard = list(range(rank * n // world, (rank + 1) * n // world))
-    return DataLoader(torch.utils.data.Subset(dataset, shard), batch_size=batch, num_workers=workers)
+    return DataLoader(
+        torch.utils.data.Subset(dataset, shard),
+        batch_size=batch,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),  # leave the global (dropout) RNG untouched
+    )
 
 
 def model_config(cfg: DictConfig) -> dict:
@@ -311,7 +316,14 @@ class Trainer:
             sampler = EpochBatches(
                 len(self.data.train), cfg.loader.batch_size, self.world, self.rank, cfg.seed, p.epoch, p.batch
             )
-            loader = DataLoader(self.data.train, batch_sampler=sampler, num_workers=cfg.loader.num_workers)
+            # its own generator: a DataLoader otherwise draws its base seed from the global RNG, which
+            # would shift the dropout stream of a resumed run
+            loader = DataLoader(
+                self.data.train,
+                batch_sampler=sampler,
+                num_workers=cfg.loader.num_workers,
+                generator=torch.Generator().manual_seed(cfg.seed + p.epoch),
+            )
             bar = _progress_bar(self.main and cfg.trainer.progress, len(sampler), f"epoch {p.epoch}")
             for x, y in loader:
                 x, y = x.to(self.device), y.to(self.device)

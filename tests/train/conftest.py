@@ -1,0 +1,46 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+# a tiny experiment: the adding problem at length 20, one small S4D block, dropout on (so that resume
+# must restore the RNG), 8 optimiser steps per epoch
+TINY = [
+    "data=adding",
+    "data.length=20",
+    "data.n_train=64",
+    "data.n_val=32",
+    "data.n_test=32",
+    "model.d_model=8",
+    "model.n_layers=1",
+    "model.dropout=0.1",
+    "layer.d_state=4",
+    "loader.batch_size=8",
+    "loader.eval_batch_size=16",
+    "optimizer.lr=0.01",
+    "trainer.max_epochs=2",
+    "trainer.tensorboard=false",
+    "trainer.threads=1",
+    "name=tiny",
+]
+
+
+def run_lindy(args, *, module="lindy.train", launcher=None, check=False, timeout=300):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, *(launcher or []), "-m", module, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def tiny():
+    return list(TINY)
+
+
+@pytest.fixture
+def lindy_cli():
+    """Run ``python -m lindy.train`` (or another module) in a subprocess: ``lindy_cli(args, ...)``."""
+    return run_lindy

@@ -1,0 +1,43 @@
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lindy.layers import S4D
+from lindy.train.optim import build_scheduler, param_groups
+
+
+def test_groups_follow_hints_and_rank():
+    model = torch.nn.Sequential(S4D(4, d_state=4, lr=1e-3), torch.nn.LayerNorm(4))
+    groups = {g["name"]: g for g in param_groups(model, lr=0.01, weight_decay=0.1)}
+    ssm = groups["ssm(lr=0.001,wd=0)"]
+    assert set(ssm["names"]) == {"0.log_dt", "0.log_A_real", "0.A_imag", "0.B"}
+    assert ssm["weight_decay"] == 0.0 and ssm["lr"] == 1e-3
+    assert set(groups["no_decay"]["names"]) == {"0.D", "0.output_linear.bias", "1.weight", "1.bias"}
+    assert groups["no_decay"]["weight_decay"] == 0.0
+    assert set(groups["decay"]["names"]) == {"0.C", "0.output_linear.weight"}
+    # the hinted lr is a cap: a smaller global lr is not raised
+    small = {g["name"]: g for g in param_groups(model, lr=1e-4, weight_decay=0.1)}
+    assert small["ssm(lr=0.0001,wd=0)"]["lr"] == 1e-4
+
+
+@pytest.mark.parametrize("name", ["constant", "cosine", "multistep", "plateau"])
+def test_schedules(name):
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    cfg = OmegaConf.create(dict(name=name, warmup_steps=2, milestones=[3], gamma=0.5, patience=0))
+    sched = build_scheduler(opt, cfg, total_steps=10)
+    first = opt.param_groups[0]["lr"]
+    lrs = []
+    for _ in range(6):
+        opt.step()
+        sched.step(1.0) if name == "plateau" else sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    if name == "constant":
+        assert lrs == [1.0] * 6
+    elif name == "cosine":
+        assert first == 0.5 and lrs[:2] == [1.0, 1.0]  # linear warm-up over 2 steps
+        assert all(a > b for a, b in zip(lrs[1:], lrs[2:]))  # then cosine decay
+    elif name == "multistep":
+        assert lrs[:2] == [1.0, 1.0] and lrs[3] == 0.5
+    else:
+        assert lrs[-1] < 1.0
