@@ -141,7 +141,8 @@ class Trainer:
         self._last_eval_step = -1
         self.run_dir = self._run_dir()
         self._maybe_resume()
-        self.records = RunRecords(self.run_dir, self.info.metric, t.tensorboard) if self.main else None
+        wandb = OmegaConf.to_container(t.wandb, resolve=True) if t.wandb else None
+        self.records = RunRecords(self.run_dir, self.info.metric, t.tensorboard, wandb) if self.main else None
         if self.main:
             (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 

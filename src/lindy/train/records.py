@@ -15,7 +15,7 @@ FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_metric", "tokens
 
 
 class RunRecords:
-    def __init__(self, run_dir: Path, metric: str, tensorboard: bool = True):
+    def __init__(self, run_dir: Path, metric: str, tensorboard: bool = True, wandb: dict | None = None):
         self.run_dir, self.metric = run_dir, metric
         self.csv_path = run_dir / "metrics.csv"
         self.writer = None
@@ -23,6 +23,15 @@ class RunRecords:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(run_dir / "tensorboard"))
+        self.wandb = None
+        if wandb:  # optional extra (`pip install wandb`), off by default
+            try:
+                import wandb as wandb_module
+            except ImportError as err:
+                raise ImportError(
+                    "trainer.wandb is set but wandb is not installed: pip install wandb"
+                ) from err
+            self.wandb = wandb_module.init(dir=str(run_dir), **wandb)
 
     def log_eval(self, row: dict) -> None:
         new = not self.csv_path.exists()
@@ -38,6 +47,8 @@ class RunRecords:
                     self.writer.add_scalar(key, row[key], step)
             self.writer.add_scalar(f"val_{self.metric}", row["val_metric"], step)
             self.writer.flush()
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in row.items() if v is not None}, step=row["step"])
         self.plot()
 
     def log_train(self, step: int, loss: float, lr: float) -> None:
@@ -77,6 +88,8 @@ class RunRecords:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
 
 def git_commit() -> str | None:
