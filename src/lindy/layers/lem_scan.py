@@ -4,20 +4,32 @@ Given the input projections of every step, U = inp2hid(u): (B, L, 4d) = [V2 u + 
 Vy u + by' | Vz u + bz'] and the recurrent weights W = hid2hid (3d x d, rows [W2 | W1 | Wz], bias c)
 and Wy = transform_z (d x d, bias by):
 
-    p_y = U_0 + W2 y + c_0      p_z = U_1 + W1 y + c_1      q_z = U_3 + Wz y + c_2      (y = y_{n-1})
-    g_z = dt sig(p_z)           z_n = z + g_z (tanh(q_z) - z)
-    q_y = U_2 + Wy z_n + by     g_y = dt sig(p_y)           y_n = y + g_y (tanh(q_y) - y)
+    [p_y | p_z | q_z] = [U_0 | U_1 | U_3] + c + W y          (y = y_{n-1}; one addmm)
+    z_n = z + dt sig(p_z) (tanh(q_z) - z)
+    q_y = U_2 + by + Wy z_n
+    y_n = y + dt sig(p_y) (tanh(q_y) - y)
 
-Autograd through a Python loop would record ~20 nodes per step; here the forward keeps only what the
-backward needs, (B, L, d) tensors of gates and activations (memory O(B L d)), and the backward runs
-the chain rule step by step with two small matmuls per step. Gradients of the weights are summed over
-all steps at the end in one matmul each.
+Per step the forward runs 9 tensor ops (two matmuls, the rest writing into preallocated time-major
+buffers); the backward needs only per-step coefficients, computed for all steps at once after the
+forward (O(B L d) memory, no autograd graph per step):
+
+    dq_y = dy A_y,  dp_y = dy C_y,   dz += dq_y Wy,   dq_z = dz A_z,  dp_z = dz C_z,
+    dy <- dy R_y + [dp_y | dp_z | dq_z] W,            dz <- dz R_z
+    A_y = dt s_y (1 - tanh^2 q_y), C_y = dt s_y (1 - s_y)(tanh q_y - y), R_y = 1 - dt s_y, and alike for z.
+
+The weight gradients are summed over all steps at the end, one matmul each.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def _reorder(U: Tensor, d: int) -> tuple[Tensor, Tensor]:
+    """inp2hid chunks [p_y | p_z | q_y | q_z] -> time-major [p_y | p_z | q_z] (L, B, 3d) and q_y (L, B, d)."""
+    Ut = U.transpose(0, 1)
+    return torch.cat([Ut[..., : 2 * d], Ut[..., 3 * d :]], dim=-1), Ut[..., 2 * d : 3 * d]
 
 
 class LEMScan(torch.autograd.Function):
@@ -29,58 +41,61 @@ class LEMScan(torch.autograd.Function):
     ):
         B, L, four_d = U.shape
         d = four_d // 4
-        Wt, Wyt = W.t().contiguous(), Wy.t().contiguous()
-        ys = U.new_empty(B, L + 1, d)  # y_0 .. y_L
-        zs = U.new_empty(B, L + 1, d)
-        sig_y = U.new_empty(B, L, d)  # sig(p_y)
-        sig_z = U.new_empty(B, L, d)
-        tz = U.new_empty(B, L, d)  # tanh(q_z)
-        ty = U.new_empty(B, L, d)  # tanh(q_y)
-        ys[:, 0], zs[:, 0] = y0, z0
-        y, z = y0, z0
+        U3, Uy = _reorder(U, d)
+        U3 = U3 + c  # (L, B, 3d), hidden biases folded in once
+        Uy = Uy + by  # (L, B, d)
+        Wt, Wyt = W.t(), Wy.t()
+        ys = U.new_empty(L + 1, B, d)
+        zs = U.new_empty(L + 1, B, d)
+        sig = U.new_empty(L, B, 2 * d)  # [sig(p_y) | sig(p_z)]
+        tz = U.new_empty(L, B, d)  # tanh(q_z)
+        ty = U.new_empty(L, B, d)  # tanh(q_y)
+        ys[0], zs[0] = y0, z0
         for n in range(L):
-            u = U[:, n]
-            h = torch.addmm(c, y, Wt)  # (B, 3d)
-            sz = torch.sigmoid(u[:, d : 2 * d] + h[:, d : 2 * d])
-            t = torch.tanh(u[:, 3 * d :] + h[:, 2 * d :])
-            z = torch.addcmul(z, dt * sz, t - z)
-            sy = torch.sigmoid(u[:, :d] + h[:, :d])
-            s = torch.tanh(torch.addmm(by, z, Wyt) + u[:, 2 * d : 3 * d])
-            y = torch.addcmul(y, dt * sy, s - y)
-            ys[:, n + 1], zs[:, n + 1] = y, z
-            sig_y[:, n], sig_z[:, n], tz[:, n], ty[:, n] = sy, sz, t, s
-        ctx.save_for_backward(W, Wy, ys, zs, sig_y, sig_z, tz, ty)
-        ctx.dt = dt
-        return ys[:, 1:], y, z
+            y, z = ys[n], zs[n]
+            pre = torch.addmm(U3[n], y, Wt)  # (B, 3d)
+            torch.sigmoid(pre[:, : 2 * d], out=sig[n])
+            torch.tanh(pre[:, 2 * d :], out=tz[n])
+            torch.addcmul(z, sig[n, :, d:], tz[n] - z, value=dt, out=zs[n + 1])
+            torch.tanh(torch.addmm(Uy[n], zs[n + 1], Wyt), out=ty[n])
+            torch.addcmul(y, sig[n, :, :d], ty[n] - y, value=dt, out=ys[n + 1])
+        if ctx.needs_input_grad[:7] != (False,) * 7:
+            sy, sz = dt * sig[..., :d], dt * sig[..., d:]  # the gates dt sig(.)
+            coef = torch.stack(
+                [
+                    sy * (1 - ty * ty),  # A_y
+                    sy * (1 - sig[..., :d]) * (ty - ys[:-1]),  # C_y
+                    1 - sy,  # R_y
+                    sz * (1 - tz * tz),  # A_z
+                    sz * (1 - sig[..., d:]) * (tz - zs[:-1]),  # C_z
+                    1 - sz,  # R_z
+                ]
+            )  # (6, L, B, d)
+            ctx.save_for_backward(W, Wy, ys, zs, coef)
+        return ys[1:].transpose(0, 1), ys[L], zs[L]
 
     @staticmethod
     def backward(ctx, dY: Tensor, dy_last: Tensor, dz_last: Tensor):
-        W, Wy, ys, zs, sig_y, sig_z, tz, ty = ctx.saved_tensors
-        dt = ctx.dt
-        B, L, d = sig_y.shape
-        dU = dY.new_empty(B, L, 4 * d)
+        W, Wy, ys, zs, coef = ctx.saved_tensors
+        A_y, C_y, R_y, A_z, C_z, R_z = coef
+        L, B, d = A_y.shape
+        dYt = dY.transpose(0, 1)
+        dH = dY.new_empty(L, B, 3 * d)  # grads of [p_y | p_z | q_z]
+        dQy = dY.new_empty(L, B, d)  # grads of q_y
         dy, dz = dy_last.clone(), dz_last.clone()  # unused outputs arrive as zeros (materialised grads)
         for n in range(L - 1, -1, -1):
-            dy = dy + dY[:, n]
-            y_prev, z_prev = ys[:, n], zs[:, n]
-            sy, sz, t, s = sig_y[:, n], sig_z[:, n], tz[:, n], ty[:, n]
-            gy, gz = dt * sy, dt * sz
-            # y_n = y + g_y (s - y)
-            dq_y = dy * gy * (1 - s * s)  # through tanh(q_y)
-            dp_y = dy * (s - y_prev) * gy * (1 - sy)  # through g_y = dt sig(p_y)
-            dz = dz + dq_y @ Wy
-            # z_n = z + g_z (t - z)
-            dq_z = dz * gz * (1 - t * t)
-            dp_z = dz * (t - z_prev) * gz * (1 - sz)
-            dH = torch.cat([dp_y, dp_z, dq_z], dim=1)  # (B, 3d): grads of the hid2hid pre-activations
-            dU[:, n, :d], dU[:, n, d : 2 * d] = dp_y, dp_z
-            dU[:, n, 2 * d : 3 * d], dU[:, n, 3 * d :] = dq_y, dq_z
-            dy = dy * (1 - gy) + dH @ W
-            dz = dz * (1 - gz)
-        dH_all = torch.cat([dU[..., : 2 * d], dU[..., 3 * d :]], dim=-1)  # (B, L, 3d)
-        dW = torch.einsum("blk,bld->kd", dH_all, ys[:, :-1])
-        dc = dH_all.sum((0, 1))
-        dq_y_all = dU[..., 2 * d : 3 * d]
-        dWy = torch.einsum("blk,bld->kd", dq_y_all, zs[:, 1:])
-        dby = dq_y_all.sum((0, 1))
+            dy += dYt[n]
+            torch.mul(dy, A_y[n], out=dQy[n])
+            torch.mul(dy, C_y[n], out=dH[n, :, :d])
+            dz = torch.addmm(dz, dQy[n], Wy)
+            torch.mul(dz, A_z[n], out=dH[n, :, 2 * d :])
+            torch.mul(dz, C_z[n], out=dH[n, :, d : 2 * d])
+            dy = torch.addmm(dy * R_y[n], dH[n], W)
+            dz = dz * R_z[n]
+        dW = torch.einsum("lbk,lbd->kd", dH, ys[:-1])
+        dc = dH.sum((0, 1))
+        dWy = torch.einsum("lbk,lbd->kd", dQy, zs[1:])
+        dby = dQy.sum((0, 1))
+        # back to inp2hid's chunk order [p_y | p_z | q_y | q_z], batch-first
+        dU = torch.cat([dH[..., : 2 * d], dQy, dH[..., 2 * d :]], dim=-1).transpose(0, 1)
         return dU, dW, dc, dWy, dby, dy, dz, None
