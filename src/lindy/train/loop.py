@@ -164,6 +164,7 @@ class Trainer:
             if path is None:
                 stamp = os.environ.get("LINDY_RUN_STAMP") or time.strftime("%Y%m%d-%H%M%S")
                 path = root / stamp
+        path = Path(distributed.broadcast_object(str(path)))  # every rank uses rank 0's choice
         if self.main:
             path.mkdir(parents=True, exist_ok=True)
         distributed.barrier()
