@@ -86,3 +86,19 @@ def test_non_finite_checkpoint_is_refused():
     state["encoder.weight"] = torch.full_like(state["encoder.weight"], float("inf"))
     with pytest.raises(ValueError, match="encoder.weight"):
         model.load_state_dict(state)
+
+
+def test_plain_stack_without_residual():
+    model = small(
+        d_input=3,
+        d_output=2,
+        n_layers=1,
+        residual=False,
+        norm="none",
+        pooling="none",
+        layer="lem",
+        layer_kwargs=dict(dt=0.5),
+    )
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    block = model.blocks[0].layer
+    torch.testing.assert_close(model(x), model.decoder(block(model.encoder(x))))

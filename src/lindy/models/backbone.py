@@ -39,6 +39,7 @@ class SequenceModel(nn.Module):
         mlp: None | "mlp" | "glu": a position-wise feed-forward part in each block, width mlp_ratio * H.
         pooling: "mean" | "last" | "none" (per-step outputs).
         tie_embeddings: share the embedding matrix with the decoder (tokens in, vocabulary out).
+        residual: skip connections around each block (False: a plain stack of layers).
     State: a list with one state per block, plus (running sum, count) for mean pooling.
     """
 
@@ -59,6 +60,7 @@ class SequenceModel(nn.Module):
         mlp_ratio: int = 2,
         pooling: str = "mean",
         tie_embeddings: bool = False,
+        residual: bool = True,
     ):
         super().__init__()
         self.d_input = check_positive_int("d_input", d_input)
@@ -80,6 +82,7 @@ class SequenceModel(nn.Module):
                 dropout=dropout,
                 ff=mlp,
                 ff_ratio=mlp_ratio,
+                residual=residual,
             )
             for _ in range(n_layers)
         )

@@ -2,6 +2,7 @@
 
 prenorm:  x <- x + Dropout(layer(Norm(x)))            [then x <- x + Dropout(FF(Norm(x)))]
 postnorm: x <- Norm(x + Dropout(layer(x)))            [then x <- Norm(x + Dropout(FF(x)))]
+With ``residual=False`` the "x +" is dropped (a plain stack, e.g. LEM's single cell as in its paper).
 
 Norms act per position over the features, so the recurrent mode applies them step by step (batch norm
 in eval mode uses its running statistics and is then per position too).
@@ -70,8 +71,10 @@ class ResidualBlock(nn.Module):
         dropout: float = 0.0,
         ff: str | None = None,
         ff_ratio: int = 2,
+        residual: bool = True,
     ):
         super().__init__()
+        self.residual = bool(residual)
         check_choice("mlp", ff, FEEDFORWARDS)
         self.layer: SequenceLayer = build_layer(layer, d_model, **(layer_kwargs or {}))
         if self.layer.d_input != d_model or self.layer.d_model != d_model:
@@ -86,9 +89,10 @@ class ResidualBlock(nn.Module):
         self.ff_norm = make_norm(norm, d_model) if ff else None
 
     def _sub(self, x: Tensor, fn, norm: nn.Module) -> Tensor:
+        skip = x if self.residual else 0
         if self.prenorm:
-            return x + self.dropout(fn(norm(x)))
-        return norm(x + self.dropout(fn(x)))
+            return skip + self.dropout(fn(norm(x)))
+        return norm(skip + self.dropout(fn(x)))
 
     def _feedforward(self, x: Tensor) -> Tensor:
         return x if self.ff is None else self._sub(x, self.ff, self.ff_norm)

@@ -136,7 +136,9 @@ class Trainer:
         total = cfg.trainer.max_steps or self.steps_per_epoch * cfg.trainer.max_epochs
         self.total_steps = int(total)
         self.optimizer = build_optimizer(self.model, cfg.optimizer)
-        self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, self.total_steps)
+        self.scheduler = build_scheduler(
+            self.optimizer, cfg.scheduler, self.total_steps, self.steps_per_epoch
+        )
         self.progress = Progress()
         self._last_eval_step = -1
         self.run_dir = self._run_dir()

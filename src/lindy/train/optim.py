@@ -52,8 +52,10 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer.name must be one of ['adamw', 'adam', 'sgd'], got {cfg.name!r}")
 
 
-def build_scheduler(optimizer, cfg, total_steps: int):
+def build_scheduler(optimizer, cfg, total_steps: int, steps_per_epoch: int = 1):
     """cfg.name: constant | cosine (linear warm-up then cosine to 0) | multistep | plateau.
+
+    multistep milestones count optimiser steps, or epochs when ``cfg.unit == "epoch"``.
 
     Step-based schedules are stepped once per optimiser step; ``plateau`` once per evaluation with the
     validation loss (``Trainer`` does this).
