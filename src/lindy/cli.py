@@ -10,6 +10,7 @@ COMMANDS = {
     "train": ("lindy.train.cli:train_main", "train an experiment: `lindy train --help` lists them"),
     "eval": ("lindy.train.cli:eval_main", "metrics of a checkpoint on its test split"),
     "export": ("lindy.train.cli:export_main", "weights as model.safetensors + config.json"),
+    "data": ("lindy.data.cli", "`lindy data list`, `lindy data generate lif --split test`"),
     "smoke": ("lindy.bench.smoke", "forward/backward smoke of every registered layer"),
     "bench": ("lindy.bench.cli", "benchmarks: `lindy bench speed --layers all`"),
 }
