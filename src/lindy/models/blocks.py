@@ -1,25 +1,36 @@
 """Residual blocks around any contract layer, with a norm, dropout and an optional feed-forward part.
 
-prenorm:  x <- x + Dropout(layer(Norm(x)))            [then x <- x + Dropout(FF(Norm(x)))]
-postnorm: x <- Norm(x + Dropout(layer(x)))            [then x <- Norm(x + Dropout(FF(x)))]
+With f the sequence layer, g the feed-forward part (when ``mlp`` is set), N a norm and D dropout:
+
+    prenorm:   x <- x + D(f(N1(x)));   then x <- x + D(g(N2(x)))
+    postnorm:  x <- N1(x + D(f(x)));   then x <- N2(x + D(g(x)))
+
 With ``residual=False`` the "x +" is dropped (a plain stack, e.g. LEM's single cell as in its paper).
 
-Norms act per position over the features, so the recurrent mode applies them step by step (batch norm
-in eval mode uses its running statistics and is then per position too).
+Norms and g act per position over the features, so the recurrent mode applies them step by step. Batch
+norm is per position only in eval mode (running statistics); in training mode a step normalises over the
+batch alone, so stream in eval mode.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
-from lindy.layers.base import SequenceLayer, build_layer, check_choice
+from lindy.layers.base import LAYERS, SequenceLayer, build_layer, check_choice, check_finite_number
+
+__all__ = ["NORMS", "FEEDFORWARDS", "SequenceBatchNorm", "make_norm", "FeedForward", "ResidualBlock"]
 
 NORMS = ("layer", "batch", "rms", "none")
 FEEDFORWARDS = (None, "mlp", "glu")
 
 
 class SequenceBatchNorm(nn.BatchNorm1d):
-    """BatchNorm1d over the features of (..., d_model) inputs (statistics over every other dim)."""
+    """BatchNorm1d over the features of (..., d_model) inputs (statistics over every other dim).
+
+    (B, L, H) is flattened to (B*L, H), which is BatchNorm1d on the transposed (B, H, L) input.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         shape = x.shape
@@ -27,6 +38,7 @@ class SequenceBatchNorm(nn.BatchNorm1d):
 
 
 def make_norm(norm: str, d_model: int) -> nn.Module:
+    """``"layer"``: LayerNorm, ``"batch"``: SequenceBatchNorm, ``"rms"``: RMSNorm, ``"none"``: Identity."""
     check_choice("norm", norm, NORMS)
     if norm == "layer":
         return nn.LayerNorm(d_model)
@@ -38,11 +50,16 @@ def make_norm(norm: str, d_model: int) -> nn.Module:
 
 
 class FeedForward(nn.Module):
-    """Position-wise MLP (Linear -> GELU -> Linear) or GLU (Linear -> GLU -> Linear), width ratio * d."""
+    """Position-wise feed-forward part, (..., H) -> (..., H), hidden width m = round(ratio * H).
 
-    def __init__(self, d_model: int, kind: str, ratio: int = 2, dropout: float = 0.0):
+    ``"mlp"``: W2 D(GELU(W1 x));  ``"glu"``: W2 D((W1a x) * sigmoid(W1b x)).
+    """
+
+    def __init__(self, d_model: int, kind: str = "mlp", ratio: float = 2, dropout: float = 0.0):
         super().__init__()
-        hidden = ratio * d_model
+        check_choice("mlp", kind, [k for k in FEEDFORWARDS if k])
+        check_finite_number("mlp_ratio", ratio, positive=True)
+        hidden = max(1, round(ratio * d_model))
         if kind == "mlp":
             self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.GELU(), nn.Dropout(dropout))
         else:
@@ -53,73 +70,95 @@ class FeedForward(nn.Module):
         return self.out(self.net(x))
 
 
+def _build_sequence_layer(layer, d_model: int, layer_kwargs) -> SequenceLayer:
+    if not isinstance(layer, str) and not callable(layer):
+        raise TypeError(
+            f"layer must be a registered layer name (one of {sorted(LAYERS)}) or a SequenceLayer class, "
+            f"got {layer!r}"
+        )
+    if layer_kwargs is None:
+        layer_kwargs = {}
+    if not isinstance(layer_kwargs, Mapping):
+        raise TypeError(f"layer_kwargs must be a dict of the layer's keyword arguments, got {layer_kwargs!r}")
+    if "d_model" in layer_kwargs:
+        raise ValueError("layer_kwargs must not set 'd_model': the block passes the model's d_model")
+    module = build_layer(layer, d_model, **dict(layer_kwargs))
+    if not isinstance(module, SequenceLayer):
+        raise TypeError(f"layer must build a lindy SequenceLayer, {layer!r} built {type(module).__name__}")
+    return module
+
+
 class ResidualBlock(nn.Module):
     """A contract layer (and an optional feed-forward part) with residual connections and norms.
 
-    x: (batch, length, d_model) -> (batch, length, d_model); ``step`` and ``forward_with_state`` pass
-    the layer's state through.
+    Shapes: ``forward``: x (B, L, H) -> (B, L, H); ``step``: x_t (B, H) -> (B, H); ``forward_with_state``:
+    (B, Lc, H) -> (B, Lc, H). The state is the layer's state (the norms and g have none).
+
+    Args:
+        d_model: H, the width of the residual stream (the layer is built with d_model = d_input = H).
+        layer: registered layer name (``"s4d"``) or a SequenceLayer class; built as
+            ``build_layer(layer, d_model, **layer_kwargs)``.
+        prenorm, norm, dropout, residual: see the module docstring.
+        mlp: None | "mlp" | "glu", with hidden width ``mlp_ratio * d_model``.
     """
 
     def __init__(
         self,
         d_model: int,
         layer: str | type,
-        layer_kwargs: dict | None = None,
+        layer_kwargs: Mapping | None = None,
         *,
         prenorm: bool = True,
         norm: str = "layer",
         dropout: float = 0.0,
-        ff: str | None = None,
-        ff_ratio: int = 2,
+        mlp: str | None = None,
+        mlp_ratio: float = 2,
         residual: bool = True,
     ):
         super().__init__()
+        check_choice("norm", norm, NORMS)
+        check_choice("mlp", mlp, FEEDFORWARDS)
+        check_finite_number("dropout", dropout, low=0.0, high=1.0)
+        self.prenorm = bool(prenorm)
         self.residual = bool(residual)
-        check_choice("mlp", ff, FEEDFORWARDS)
-        self.layer: SequenceLayer = build_layer(layer, d_model, **(layer_kwargs or {}))
+        self.layer: SequenceLayer = _build_sequence_layer(layer, d_model, layer_kwargs)
         if self.layer.d_input != d_model or self.layer.d_model != d_model:
             raise ValueError(
                 f"a residual block needs a layer with d_input = d_model = {d_model}, "
                 f"got d_input={self.layer.d_input}, d_model={self.layer.d_model}"
             )
-        self.prenorm = prenorm
         self.norm = make_norm(norm, d_model)
         self.dropout = nn.Dropout(dropout)
-        self.ff = FeedForward(d_model, ff, ff_ratio, dropout) if ff else None
-        self.ff_norm = make_norm(norm, d_model) if ff else None
+        self.ff = FeedForward(d_model, mlp, mlp_ratio, dropout) if mlp else None
+        self.ff_norm = make_norm(norm, d_model) if mlp else None
 
-    def _sub(self, x: Tensor, fn, norm: nn.Module) -> Tensor:
-        skip = x if self.residual else 0
-        if self.prenorm:
-            return skip + self.dropout(fn(norm(x)))
-        return norm(skip + self.dropout(fn(x)))
+    @property
+    def recurrent(self) -> bool:
+        return bool(getattr(self.layer, "recurrent", True))
+
+    def _residual(self, x: Tensor, y: Tensor, norm: nn.Module) -> Tensor:
+        h = self.dropout(y) if not self.residual else x + self.dropout(y)
+        return h if self.prenorm else norm(h)
 
     def _feedforward(self, x: Tensor) -> Tensor:
-        return x if self.ff is None else self._sub(x, self.ff, self.ff_norm)
+        if self.ff is None:
+            return x
+        y = self.ff(self.ff_norm(x) if self.prenorm else x)
+        return self._residual(x, y, self.ff_norm)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._feedforward(self._sub(x, self.layer, self.norm))
-
-    def _with_state(self, x: Tensor, state, layer_fn):
-        new = {}
-
-        def run(h):
-            y, new["state"] = layer_fn(h, state)
-            return y
-
-        return self._feedforward(self._sub(x, run, self.norm)), new["state"]
-
-    def forward_with_state(self, x: Tensor, state):
-        """x: (batch, length, d_model) from ``state`` -> (y, new state)."""
-        return self._with_state(x, state, self.layer.forward_with_state)
-
-    def step(self, x_t: Tensor, state):
-        """x_t: (batch, d_model) -> (y_t, new state); norms and the feed-forward part are per position."""
-        return self._with_state(x_t, state, self.layer.step)
+        y = self.layer(self.norm(x) if self.prenorm else x)
+        return self._feedforward(self._residual(x, y, self.norm))
 
     def initial_state(self, batch_size: int, device=None, dtype=None):
         return self.layer.initial_state(batch_size, device=device, dtype=dtype)
 
-    @property
-    def recurrent(self) -> bool:
-        return getattr(self.layer, "recurrent", True)
+    def step(self, x_t: Tensor, state):
+        """x_t: (B, H) -> (y_t (B, H), new state)."""
+        y, state = self.layer.step(self.norm(x_t) if self.prenorm else x_t, state)
+        return self._feedforward(self._residual(x_t, y, self.norm)), state
+
+    def forward_with_state(self, x: Tensor, state):
+        """x: (B, Lc, H) from ``state`` -> (y (B, Lc, H), new state)."""
+        y, state = self.layer.forward_with_state(self.norm(x) if self.prenorm else x, state)
+        return self._feedforward(self._residual(x, y, self.norm)), state
