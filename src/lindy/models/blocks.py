@@ -76,6 +76,8 @@ def _build_sequence_layer(layer, d_model: int, layer_kwargs) -> SequenceLayer:
             f"layer must be a registered layer name (one of {sorted(LAYERS)}) or a SequenceLayer class, "
             f"got {layer!r}"
         )
+    if isinstance(layer, type) and not issubclass(layer, SequenceLayer):
+        raise TypeError(f"layer must be a lindy SequenceLayer class or a registered name, got {layer!r}")
     if layer_kwargs is None:
         layer_kwargs = {}
     if not isinstance(layer_kwargs, Mapping):
