@@ -112,3 +112,34 @@ def test_adding_problem():
     # predicting the mean target 1.0 gives MSE ~ 1/6
     _, y = adding_batch(20000, 10, torch.Generator().manual_seed(1))
     assert abs(((y - 1.0) ** 2).mean().item() - 1 / 6) < 0.01
+
+
+def test_data_generate_writes_any_registered_set(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lindy.cli",
+            "data",
+            "generate",
+            "adding",
+            "length=8",
+            "n_train=4",
+            "n_val=2",
+            "n_test=3",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "adding.pt" in out.stdout
+    saved = torch.load(tmp_path / "adding.pt")
+    assert saved["train"]["x"].shape == (4, 8, 2) and saved["test"]["y"].shape == (3, 1)
+    assert saved["info"]["metric"] == "mse"
+    again = build_data("adding", length=8, n_train=4, n_val=2, n_test=3)
+    assert torch.equal(saved["val"]["x"], again.val.tensors[0])
