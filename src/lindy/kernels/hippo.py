@@ -9,8 +9,10 @@ Continuous system x' = A x + B u, indices n, k = 0..N-1 (Gu et al. 2020, 2021):
 
 NPLR (LegS): A = S - P P^T with P_n = sqrt(n + 1/2) and S = -I/2 + (skew-symmetric), normal.
 S = V diag(w) V^* with V unitary, computed from the Hermitian matrix -i (S + I/2), so the eigenvalues come
-out with real part exactly -1/2. DPLR keeps one of each conjugate pair (imaginary part > 0). (LegT needs a
-rank-2 correction and LagT none of this form; they are not offered here.)
+out with real part exactly -1/2. DPLR keeps one of each conjugate pair (imaginary part > 0).
+LegT and LagT have the same form with S skew-symmetric (``low_rank``): LegT with a rank-2 P (the
+even- and odd-indexed sqrt(2n+1), times 1/sqrt(2) in the halved convention), LagT with P = 1/sqrt(2);
+``normal_pairs`` gives the conjugate-pair form of any of them (used by LSSL).
 """
 
 from __future__ import annotations
@@ -20,7 +22,18 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["legs", "legt", "lagt", "transition", "nplr", "dplr", "NPLR", "MEASURES"]
+__all__ = [
+    "legs",
+    "legt",
+    "lagt",
+    "transition",
+    "nplr",
+    "dplr",
+    "NPLR",
+    "MEASURES",
+    "low_rank",
+    "normal_pairs",
+]
 
 MEASURES = ("legs", "legt", "legt_unhalved", "lagt")
 
@@ -81,6 +94,46 @@ def _low_rank(measure: str, N: int) -> Tensor:
     if measure != "legs":
         raise ValueError(f"nplr/dplr support measure='legs' (a rank-1 correction), got {measure!r}")
     return torch.sqrt(torch.arange(N, dtype=torch.float64) + 0.5)
+
+
+def low_rank(measure: str, N: int) -> Tensor:
+    """P (N, r) with S = A + P P^T = shift * I + (skew-symmetric), for legs (r=1), legt (r=2), lagt (r=1)."""
+    n = torch.arange(N, dtype=torch.float64)
+    if measure == "legs":
+        return torch.sqrt(n + 0.5)[:, None]
+    if measure in ("legt", "legt_unhalved"):
+        q = torch.sqrt(2 * n + 1)
+        even, odd = q.clone(), q.clone()
+        even[1::2] = 0.0
+        odd[0::2] = 0.0
+        scale = 2**-0.5 if measure == "legt" else 1.0
+        return torch.stack([even, odd], dim=1) * scale
+    if measure == "lagt":
+        return torch.full((N, 1), 2**-0.5, dtype=torch.float64)
+    raise ValueError(f"measure must be one of {MEASURES} for a low-rank form, got {measure!r}")
+
+
+def normal_pairs(measure: str, N: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Conjugate-pair NPLR form A = 2 Re(V diag(w) V^*) - P P^T, in float64 / complex128.
+
+    Returns w (N/2,) the eigenvalues of S with Im > 0, V (N, N/2) their orthonormal eigenvectors (the
+    other half are the conjugates), P (N, r) and B (N,). N must be even and S must have no real
+    eigenvalue (true for legs, legt, lagt at even N).
+    """
+    if N % 2:
+        raise ValueError(f"N must be even for the conjugate-pair form, got {N}")
+    A, B = transition(measure, N)
+    P = low_rank(measure, N)
+    S = A + P @ P.T
+    shift = torch.diagonal(S).mean()
+    skew = S - shift * torch.eye(N, dtype=torch.float64)
+    if (skew + skew.T).abs().max() > 1e-8 * max(1.0, skew.abs().max().item()):
+        raise ValueError(f"A + P P^T is not a shifted skew-symmetric matrix for measure {measure!r}")
+    evals, V = torch.linalg.eigh(-1j * skew.to(torch.complex128))
+    keep = evals > 0
+    if int(keep.sum()) != N // 2:
+        raise ValueError(f"S has a real eigenvalue for measure {measure!r}, N={N}: no conjugate-pair form")
+    return shift + 1j * evals[keep], V[:, keep], P, B
 
 
 def _nplr_complex(measure: str, N: int):

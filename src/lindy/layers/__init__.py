@@ -5,6 +5,7 @@ Importing this package registers every layer under its lower-case name (``build_
 
 from lindy.layers.base import LAYERS, SequenceLayer, build_layer, register_layer, register_ssm_param
 from lindy.layers.lem import LEM
+from lindy.layers.lssl import LSSL
 from lindy.layers.s4d import S4D
 
-__all__ = ["LAYERS", "LEM", "S4D", "SequenceLayer", "build_layer", "register_layer", "register_ssm_param"]
+__all__ = ["LAYERS", "LEM", "LSSL", "S4D", "SequenceLayer", "build_layer", "register_layer", "register_ssm_param"]
