@@ -35,7 +35,7 @@ def test_gradcheck_complex_float64():
 
 def test_frequencies_are_the_fft_points():
     s, beta = frequencies(8, 0.5, torch.complex128)
-    z = torch.exp(-2j * math.pi * torch.arange(5) / 8)
+    z = torch.exp(-2j * math.pi * torch.arange(5, dtype=torch.float64) / 8)
     torch.testing.assert_close(s, 1 - z)
     torch.testing.assert_close(beta, (1 + z) / 2)
 

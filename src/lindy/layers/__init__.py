@@ -8,4 +8,13 @@ from lindy.layers.lem import LEM
 from lindy.layers.lssl import LSSL
 from lindy.layers.s4d import S4D
 
-__all__ = ["LAYERS", "LEM", "LSSL", "S4D", "SequenceLayer", "build_layer", "register_layer", "register_ssm_param"]
+__all__ = [
+    "LAYERS",
+    "LEM",
+    "LSSL",
+    "S4D",
+    "SequenceLayer",
+    "build_layer",
+    "register_layer",
+    "register_ssm_param",
+]
