@@ -31,7 +31,7 @@ from torch import nn
 
 FLOOR = "fft_conv_floor"
 # per-layer constructor arguments of the benchmark shape (N = 64 where the layer has a state size)
-LAYER_KWARGS = {"s4d": dict(d_state=64), "lem": dict()}
+LAYER_KWARGS = {"s4d": dict(d_state=64), "lem": dict(), "lssl": dict(d_state=64, learn=1)}
 
 
 class FFTConvFloor(nn.Module):

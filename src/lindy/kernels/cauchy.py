@@ -29,13 +29,17 @@ def _chunks(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
+def _resolvent(mu: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """R[h, f, n] = 1 / (a[f] - b[f] mu[h, n]) in two passes over (H, F, N)."""
+    return torch.addcmul(a[:, None], b[:, None], mu[:, None, :], value=-1).reciprocal_()
+
+
 class _CauchyMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mu: Tensor, W: Tensor, a: Tensor, b: Tensor, chunk: int) -> Tensor:
         out = torch.empty(W.shape[0], a.shape[0], W.shape[2], dtype=W.dtype, device=W.device)
         for sl in _chunks(a.shape[0], chunk):
-            R = torch.reciprocal(a[sl, None] - b[sl, None] * mu[:, None, :])  # (H, Fc, N)
-            torch.bmm(R, W, out=out[:, sl])
+            torch.bmm(_resolvent(mu, a[sl], b[sl]), W, out=out[:, sl])
         ctx.save_for_backward(mu, W, a, b)
         ctx.chunk = chunk
         return out
@@ -48,13 +52,14 @@ class _CauchyMatmul(torch.autograd.Function):
         grad_W = torch.zeros_like(W) if need_W else None
         W_h = W.conj().transpose(1, 2)  # (H, Q, N)
         for sl in _chunks(a.shape[0], ctx.chunk):
-            R = torch.reciprocal(a[sl, None] - b[sl, None] * mu[:, None, :])  # (H, Fc, N)
+            R = _resolvent(mu, a[sl], b[sl])  # (H, Fc, N)
             g = grad[:, sl]  # (H, Fc, Q)
             if need_W:
                 grad_W.baddbmm_(R.conj().transpose(1, 2), g)
             if need_mu:
-                gw = torch.bmm(g, W_h)  # (H, Fc, N)
-                grad_mu += (gw * (b[sl, None] * R * R).conj()).sum(1)
+                # sum_f conj(b R^2) (g conj(W)^T): conj(b) goes on the small g, vecdot conjugates R^2
+                gw = torch.bmm(g * b[sl, None].conj(), W_h)  # (H, Fc, N)
+                grad_mu += torch.linalg.vecdot(R.square_(), gw, dim=1)
         return grad_mu, grad_W, None, None, None
 
 
