@@ -12,17 +12,41 @@ from lindy.train.loop import model_config
 
 EXPERIMENTS = list_experiments()
 
+# the task and input kind of each data set an experiment may use (the files are not here to build them)
+TASK_OF = {
+    "per_step_regression": {"fhn", "lds", "lif"},
+    "regression": {"adding", "bidmc_hr", "bidmc_rr", "bidmc_spo2"},
+    "language_modeling": {"ptb_char", "ptb_word", "wikitext103", "copying", "selective_copying"},
+}
+TOKENS = {"ptb_char", "ptb_word", "wikitext103", "copying", "selective_copying", "induction_heads"}
+TOKENS |= {"associative_recall", "listops", "listops_generated", "imdb", "aan"}
+METRIC = {"classification": "accuracy", "regression": "mse", "per_step_regression": "mse"}
+
+
+def task_info(data_name: str) -> TaskInfo:
+    task = next((t for t, names in TASK_OF.items() if data_name in names), "classification")
+    return TaskInfo(
+        d_input=20 if data_name in TOKENS else 2,
+        d_output=10,
+        length=50,
+        task=task,
+        metric=METRIC.get(task, "perplexity"),
+        tokens=data_name in TOKENS,
+    )
+
 
 def test_experiments_are_listed():
     assert {"s4d/smnist_embedded", "lem/smnist", "lem/psmnist", "lem/adding"} <= set(EXPERIMENTS)
+    assert {f"lssl/{t}" for t in ("smnist", "psmnist", "scifar", "bidmc_hr", "sc10", "sc35")} <= set(
+        EXPERIMENTS
+    )
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_builds(experiment):
     cfg = compose_config([f"experiment={experiment}"])
     assert cfg.name == experiment
-    info = TaskInfo(d_input=2, d_output=10, length=50, task="classification", metric="accuracy")
-    model = build_model(model_config(cfg), info)
+    model = build_model(model_config(cfg), task_info(cfg.data.name))
     assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -43,4 +67,28 @@ def test_lem_adding_runs_end_to_end(tmp_path, lindy_cli):
     lindy_cli(args, check=True)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["experiment"] == "lem/adding" and summary["steps"] == 8
+    assert math.isfinite(summary["test"]["mse"])
+
+
+def test_lssl_experiment_runs_end_to_end(tmp_path, lindy_cli):
+    """The LSSL recipe (post-norm, learn=1 with its optimiser groups) trains through the real trainer."""
+    run = tmp_path / "lssl"
+    args = [
+        "experiment=lssl/smnist",
+        "data=adding",
+        "data.length=24",
+        "data.n_train=20",
+        "data.n_val=10",
+        "data.n_test=10",
+        "model.d_model=8",
+        "model.n_layers=2",
+        "layer.d_state=4",
+        "loader.batch_size=10",
+        "trainer.max_epochs=1",
+        "trainer.tensorboard=false",
+        f"trainer.run_dir={run}",
+    ]
+    lindy_cli(args, check=True)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["experiment"] == "lssl/smnist" and summary["steps"] == 2
     assert math.isfinite(summary["test"]["mse"])
