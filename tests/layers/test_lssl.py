@@ -60,11 +60,12 @@ def dense_reference(layer: LSSL, length: int) -> torch.Tensor:
     return krylov_kernel(Abar, Bbar, layer.C, length)
 
 
+@pytest.mark.parametrize("method", ["blocked", "cauchy"])
 @pytest.mark.parametrize("N", [4, 64, 256])
 @pytest.mark.parametrize("length", [1, 7, 1000, 4096])
-def test_structured_kernel_equals_dense_krylov(N, length):
+def test_fast_kernels_equal_dense_krylov(method, N, length):
     torch.manual_seed(N + length)
-    layer = LSSL(3, d_state=N, channels=2).double()
+    layer = LSSL(3, d_state=N, channels=2, kernel=method).double()
     assert layer.structured
     with torch.no_grad():
         k = layer.kernel(length)
@@ -73,19 +74,21 @@ def test_structured_kernel_equals_dense_krylov(N, length):
     assert ((k - ref).norm() / ref.norm()).item() <= 1e-4
 
 
+@pytest.mark.parametrize("method", ["blocked", "cauchy"])
 @pytest.mark.parametrize("measure", ["legt", "lagt"])
-def test_other_measures_use_the_structure_exactly(measure):
-    layer = LSSL(2, d_state=16, measure=measure).double()
+def test_other_measures_exactly(measure, method):
+    layer = LSSL(2, d_state=16, measure=measure, kernel=method).double()
     with torch.no_grad():
         k = layer.kernel(300)
     ref = dense_reference(layer, 300)
     assert ((k - ref).norm() / ref.norm()).item() <= 1e-8
 
 
-def test_structure_holds_for_any_learned_value():
+@pytest.mark.parametrize("method", ["blocked", "cauchy"])
+def test_structure_holds_for_any_learned_value(method):
     """After an arbitrary update of (w, P, B, dt), the fast kernel still equals the dense one."""
     torch.manual_seed(0)
-    layer = LSSL(4, d_state=8, learn=2, channels=2).double()
+    layer = LSSL(4, d_state=8, learn=2, channels=2, kernel=method).double()
     with torch.no_grad():
         for p in (layer.w, layer.P, layer.B, layer.log_dt):
             p.add_(0.3 * torch.randn_like(p))
@@ -97,8 +100,9 @@ def test_structure_holds_for_any_learned_value():
     )
 
 
-def test_dense_fallback_equals_plain_powers():
-    layer = LSSL(2, d_state=5, measure="random", learn=1).double()
+@pytest.mark.parametrize("disc", ["gbt", "zoh"])
+def test_dense_parameterisation_equals_plain_powers(disc):
+    layer = LSSL(2, d_state=5, measure="random", learn=1, disc=disc).double()
     assert not layer.structured
     with torch.no_grad():
         torch.testing.assert_close(layer.kernel(40), krylov_loop(*layer.discrete(), layer.C, 40))

@@ -14,13 +14,18 @@ Linear(H M -> H) of dropout(GELU(y)) with the (H, M) channels flattened.
 (A, B) and their training (``learn``): 0 fixed; 1 one trainable pair shared by all features; 2 one per
 feature. A and B get lr 1e-4 and dt lr 1e-3 (caps, see ``register_ssm_param``), no weight decay.
 
-Kernel. For legs, legt and lagt (N even, GBT), A is kept in its normal-plus-low-rank form
-A = 2 Re(V diag(w) V^*) - P P^T with V fixed and w, P, B trained: the structure holds for every learned
-value, and the kernel comes from Cauchy products and the Woodbury identity at the FFT frequencies
-(``kernels/nplr_kernel.py``: O(H (N + r)(M + r) L) time and O(H N + H L) memory for the resolvents; the
-tail factor C (I - Abar^L) costs log2(L) dense N x N squarings). ``measure="random"`` / ``"identity"``
-(a dense trainable A), zero-order hold and odd N use the dense Krylov kernel instead (O(N^2 L) time,
-O(H N L) memory), which is exact but slow.
+Parameterisation. For legs, legt and lagt (N even, GBT), A is kept in its normal-plus-low-rank form
+A = 2 Re(V diag(w) V^*) - P P^T with V fixed and w, P, B trained, so the HiPPO structure holds for every
+learned value; ``measure="random"`` / ``"identity"``, zero-order hold and odd N train a dense A.
+
+Kernel (``kernel``), all exact for every learned value:
+- "blocked" (default, any A): two levels of powers, K[m, jT + i] = (C_m Abar^(jT)) (Abar^i Bbar) with
+  T ~ sqrt(L) (``kernels/krylov.py``): real matmuls only, O(N^3 log L + M N L) time per feature, never an
+  N x L tensor per output. Fastest on CPU for N <= 256 (benchmarks/).
+- "cauchy" (structured A only): S4's algorithm, the Woodbury identity and chunked Cauchy products at the
+  FFT frequencies (``kernels/nplr_kernel.py``), O(N L) complex work per feature, plus log2(L) squarings
+  for the tail factor C (I - Abar^L).
+- "krylov": the reference LSSL's dense Krylov doubling, O(N^2 L) time and O(H N L) memory.
 
 Continuous time: ``rate`` (constructor argument, or set ``layer.rate`` later) divides every dt, so a layer
 trained on one sampling rate runs on a signal sampled ``rate`` times more densely.
@@ -37,7 +42,7 @@ from torch import Tensor, nn
 from lindy.kernels.discretize import gbt_dense, zoh_dense
 from lindy.kernels.fft_conv import causal_conv
 from lindy.kernels.hippo import normal_pairs, transition
-from lindy.kernels.krylov import krylov, krylov_kernel
+from lindy.kernels.krylov import blocked_krylov_kernel, krylov, krylov_kernel
 from lindy.kernels.nplr_kernel import nplr_dense, nplr_gbt_kernel
 from lindy.layers.base import (
     SequenceLayer,
@@ -53,6 +58,7 @@ __all__ = ["LSSL"]
 MEASURES = ("legs", "legt", "lagt", "random", "identity")
 STRUCTURED = ("legs", "legt", "lagt")
 DISCRETIZATIONS = ("gbt", "zoh")
+KERNELS = ("blocked", "cauchy", "krylov")
 
 
 def _dense_init(measure: str, N: int) -> tuple[Tensor, Tensor]:
@@ -73,6 +79,8 @@ def _dense_init(measure: str, N: int) -> tuple[Tensor, Tensor]:
         "legs-learn0": dict(d_state=4, learn=0),
         "legs-learn1-M2": dict(d_state=4, learn=1, channels=2),
         "legs-learn2": dict(d_state=6, learn=2),
+        "legs-cauchy": dict(d_state=4, channels=2, kernel="cauchy"),
+        "legt-krylov": dict(d_state=4, measure="legt", kernel="krylov"),
         "legt": dict(d_state=4, measure="legt"),
         "lagt-euler": dict(d_state=4, measure="lagt", alpha=1.0),
         "legs-zoh": dict(d_state=4, disc="zoh"),
@@ -88,6 +96,8 @@ def _dense_init(measure: str, N: int) -> tuple[Tensor, Tensor]:
         dict(disc="foh"),
         dict(dt_min=0.2, dt_max=0.1),
         dict(rate=0.0),
+        dict(kernel="fft"),
+        dict(measure="random", kernel="cauchy"),
         dict(dropout=-0.1),
     ],
 )
@@ -105,6 +115,7 @@ class LSSL(SequenceLayer):
         dt_min, dt_max: log dt_h ~ U[log dt_min, log dt_max] per feature.
         lr, dt_lr: learning-rate caps for (A, B) and for dt (no weight decay on any of them).
         dropout: after the GELU. rate: divides dt (sampling-rate change at evaluation).
+        kernel: "blocked" | "cauchy" | "krylov", how the convolution kernel is computed (see above).
 
     Parameters (structured): w (G, N/2, 2) eigenvalues of the normal part as real pairs, P (G, N, r),
     B (G, N), with G = 1 (learn 0, 1) or H (learn 2); dense: A (G, N, N), B (G, N). Then log_dt (H,),
@@ -128,6 +139,7 @@ class LSSL(SequenceLayer):
         dt_lr: float | None = 1e-3,
         dropout: float = 0.0,
         rate: float = 1.0,
+        kernel: str = "blocked",
     ):
         super().__init__(d_model)
         N = check_positive_int("d_state", d_state)
@@ -135,6 +147,7 @@ class LSSL(SequenceLayer):
         check_choice("measure", measure, MEASURES)
         check_choice("learn", learn, (0, 1, 2))
         check_choice("disc", disc, DISCRETIZATIONS)
+        check_choice("kernel", kernel, KERNELS)
         self.alpha = check_finite_number("alpha", alpha, low=0.0, high=1.0)
         dt_min = check_finite_number("dt_min", dt_min, positive=True)
         dt_max = check_finite_number("dt_max", dt_max, positive=True)
@@ -153,6 +166,12 @@ class LSSL(SequenceLayer):
         G = H if learn == 2 else 1
         trainable = learn > 0
         self.structured = measure in STRUCTURED and disc == "gbt" and N % 2 == 0
+        if kernel == "cauchy" and not self.structured:
+            raise ValueError(
+                "kernel='cauchy' needs the structured form (measure legs|legt|lagt, disc='gbt', "
+                f"even d_state), got measure={measure!r}, disc={disc!r}, d_state={N}; use kernel='blocked'"
+            )
+        self.kernel_method = kernel
         if self.structured:
             w, V, P, B = normal_pairs(measure, N)
             register_ssm_param(
@@ -238,7 +257,9 @@ class LSSL(SequenceLayer):
         """K[h, m, l] = C_hm Abar_h^l Bbar_h for l < length (the D skip not included): (H, M, L)."""
         check_positive_int("length", length)
         Abar, Bbar = self.discrete()
-        if not self.structured:
+        if self.kernel_method == "blocked":
+            return blocked_krylov_kernel(Abar, Bbar, self.C, length)
+        if self.kernel_method == "krylov":
             return krylov_kernel(Abar, Bbar, self.C, length)
         C_tail = self.C - self.C @ torch.linalg.matrix_power(Abar, length)
         return nplr_gbt_kernel(
