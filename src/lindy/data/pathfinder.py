@@ -443,7 +443,7 @@ def pathfinder_generated(
     """Generated Pathfinder-style sets (defaults: LRA's 200k images split 80/10/10, contour length 14).
 
     Train, validation and test use streams 0, 1, 2 of ``seed``; x (resolution^2, 1) in {0, 1}. ``workers``
-    processes draw in parallel (same output). One core draws about 200 images/s at 32x32, 100/s at 128."""
+    processes draw in parallel (same output). One core draws roughly 170 images/s at 32x32, 90/s at 128."""
     _check_drawing(resolution, contour_length, n_distractors, max_turn_deg)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
