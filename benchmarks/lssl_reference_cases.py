@@ -27,7 +27,7 @@ def register(add_case, h):
                 f"lindy-lssl/L{L}",
                 "lindy-lssl",
                 "lindy",
-                "lindy LSSL, learn=1, LegS, Cauchy+Woodbury kernel",
+                "lindy LSSL, learn=1, LegS, blocked Krylov kernel",
                 8,
                 L,
                 128,
