@@ -28,14 +28,18 @@ __all__ = ["krylov", "krylov_kernel", "krylov_loop", "blocked_krylov_kernel"]
 
 def krylov(Abar: Tensor, Bbar: Tensor, length: int) -> Tensor:
     """X = [Bbar, Abar Bbar, ..., Abar^(L-1) Bbar]: Abar (..., N, N), Bbar (..., N) -> (..., N, L)."""
+    return _krylov_and_power(Abar, Bbar, length)[0]
+
+
+def _krylov_and_power(Abar: Tensor, Bbar: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """(krylov(Abar, Bbar, L), Abar^P) with P = 2^ceil(log2 L): the doubling's last power squared once."""
     X = Bbar.unsqueeze(-1)
     power = Abar
     while X.shape[-1] < length:
         need = min(X.shape[-1], length - X.shape[-1])
         X = torch.cat([X, power @ X[..., :need]], dim=-1)
-        if X.shape[-1] < length:
-            power = power @ power
-    return X
+        power = power @ power
+    return X, power
 
 
 def krylov_kernel(Abar: Tensor, Bbar: Tensor, C: Tensor, length: int) -> Tensor:
@@ -56,8 +60,7 @@ def blocked_krylov_kernel(Abar: Tensor, Bbar: Tensor, C: Tensor, length: int) ->
     """The same K as ``krylov_kernel`` by two levels of powers: Abar (H, N, N), Bbar (H, N), C (H, M, N)."""
     block = 1 << max(0, math.ceil(math.log2(math.sqrt(length))))
     n_blocks = -(-length // block)
-    X = krylov(Abar, Bbar, block)  # (H, N, T): Abar^i Bbar
-    A_block = torch.linalg.matrix_power(Abar, block)
+    X, A_block = _krylov_and_power(Abar, Bbar, block)  # Abar^i Bbar (H, N, T) and Abar^T (T a power of 2)
     Y = krylov(A_block.transpose(-1, -2).unsqueeze(-3), C, n_blocks)  # (H, M, N, J): (C_m Abar^(jT))^T
     K = torch.einsum("hmnj,hni->hmji", Y, X)
     return K.reshape(*K.shape[:-2], n_blocks * block)[..., :length]
