@@ -27,7 +27,7 @@ def task_info(data_name: str) -> TaskInfo:
     task = next((t for t, names in TASK_OF.items() if data_name in names), "classification")
     return TaskInfo(
         d_input=20 if data_name in TOKENS else 2,
-        d_output=10,
+        d_output=20 if task == "language_modeling" else 10,  # a language model predicts its own vocabulary
         length=50,
         task=task,
         metric=METRIC.get(task, "perplexity"),
