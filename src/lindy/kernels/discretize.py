@@ -30,8 +30,24 @@ def gbt_dense(A: Tensor, B: Tensor, dt: Tensor | float, alpha: float = 0.5) -> t
     eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     lhs = eye - alpha * dt * A
     rhs = torch.cat([eye + (1 - alpha) * dt * A, dt * B.unsqueeze(-1).expand(*lhs.shape[:-1], 1)], dim=-1)
-    sol = torch.linalg.solve(lhs, rhs)
+    sol = _solve(lhs, rhs)
     return sol[..., :-1], sol[..., -1]
+
+
+def _solve(lhs: Tensor, rhs: Tensor) -> Tensor:
+    """torch.linalg.solve, one matrix at a time above N = 128 on CPU.
+
+    With torch 2.13's CPU build, once ``torch.set_num_threads`` has been called, batched LU of matrices
+    larger than 128 fails inside MKL ("Pivots given to lu_solve must all be greater or equal to 1";
+    single matrices are fine), so large batches are solved in a loop (the same LAPACK work).
+    """
+    if lhs.device.type != "cpu" or lhs.shape[-1] <= 128 or lhs.dim() == 2:
+        return torch.linalg.solve(lhs, rhs)
+    batch = torch.broadcast_shapes(lhs.shape[:-2], rhs.shape[:-2])
+    lhs_flat = lhs.expand(*batch, *lhs.shape[-2:]).reshape(-1, *lhs.shape[-2:])
+    rhs_flat = rhs.expand(*batch, *rhs.shape[-2:]).reshape(-1, *rhs.shape[-2:])
+    sol = torch.stack([torch.linalg.solve(a, b) for a, b in zip(lhs_flat, rhs_flat)])
+    return sol.reshape(*batch, *sol.shape[-2:])
 
 
 def zoh_dense(A: Tensor, B: Tensor, dt: Tensor | float) -> tuple[Tensor, Tensor]:
