@@ -41,3 +41,20 @@ def test_schedules(name):
         assert lrs[:2] == [1.0, 1.0] and lrs[3] == 0.5
     else:
         assert lrs[-1] < 1.0
+
+
+def test_multistep_milestones_in_epochs_count_epochs():
+    """unit=epoch: LEM's "lr/10 at epoch 100" must not fire at step 100 (it did, before this test)."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    cfg = OmegaConf.create(dict(name="multistep", unit="epoch", milestones=[2], gamma=0.1, warmup_steps=0))
+    sched = build_scheduler(opt, cfg, total_steps=100, steps_per_epoch=5)
+    lrs = []
+    for _ in range(12):
+        opt.step()
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[:9] == [1.0] * 9 and lrs[9] == pytest.approx(0.1)  # after 2 epochs = 10 steps
+    bad = OmegaConf.create(dict(name="multistep", unit="batch", milestones=[2], gamma=0.1))
+    with pytest.raises(ValueError, match="scheduler.unit must be one of"):
+        build_scheduler(opt, bad, total_steps=10)

@@ -74,8 +74,13 @@ def build_scheduler(optimizer, cfg, total_steps: int, steps_per_epoch: int = 1):
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     if name == "multistep":
+        unit = cfg.get("unit", "step")
+        if unit not in ("step", "epoch"):
+            raise ValueError(f"scheduler.unit must be one of ['step', 'epoch'], got {unit!r}")
+        # the scheduler is stepped once per optimiser step, so epoch milestones become step counts
+        scale = steps_per_epoch if unit == "epoch" else 1
         return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+            optimizer, milestones=[int(m) * scale for m in cfg.milestones], gamma=cfg.gamma
         )
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=cfg.patience)
