@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from lindy.interop import lem_from_reference
+from lindy.kernels import lem_cpu
 from lindy.layers import LEM
 from lindy.layers.lem_scan import LEMScan
 
@@ -53,11 +54,18 @@ def plain_loop(layer, x, y, z):
     return torch.stack(ys, 1), y, z
 
 
-def test_scan_gradcheck_float64():
+@pytest.mark.parametrize("native", [True, False], ids=["cpp", "python"])
+def test_scan_gradcheck_float64(native, monkeypatch):
+    if not native:
+        monkeypatch.setenv("LINDY_NO_CPP", "1")
+    elif lem_cpu.ops() is None:
+        pytest.skip("no C++ compiler: the LEM CPU kernel cannot be built")
     torch.manual_seed(0)
-    B, L, d = 2, 5, 3
+    B, L, d_in, d = 2, 5, 2, 3
     args = [
-        torch.randn(B, L, 4 * d),
+        torch.randn(B, L, d_in),
+        torch.randn(4 * d, d_in),
+        torch.randn(4 * d),
         torch.randn(3 * d, d) / 2,
         torch.randn(3 * d),
         torch.randn(d, d) / 2,
@@ -68,10 +76,28 @@ def test_scan_gradcheck_float64():
     args = [a.double().requires_grad_(True) for a in args]
 
     def fn(*a):
-        Y, y, z = LEMScan.apply(*a, 0.7)
-        return Y, y, z
+        return LEMScan.apply(*a, 0.7)
 
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
+
+
+def test_cpp_and_python_loops_agree_float64(monkeypatch):
+    if lem_cpu.ops() is None:
+        pytest.skip("no C++ compiler: the LEM CPU kernel cannot be built")
+    torch.manual_seed(3)
+    layer = LEM(7, d_input=3, dt=0.4).double()
+    x = torch.randn(3, 40, 3, dtype=torch.float64)
+    results = []
+    for flag in ("0", "1"):
+        monkeypatch.setenv("LINDY_NO_CPP", flag)
+        xr = x.clone().requires_grad_(True)
+        Y, (y, z) = layer.forward_with_state(xr, layer.initial_state(3, dtype=torch.float64))
+        # a strided, partly zero output gradient and gradients into both final states
+        (Y[:, ::2].sin().sum() + y.square().sum() + (z * 0.5).sum()).backward()
+        results.append([Y.detach(), z.detach(), xr.grad, *(p.grad.clone() for p in layer.parameters())])
+        layer.zero_grad()
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("d_input,d,L", [(1, 16, 50), (5, 8, 3)])

@@ -12,14 +12,16 @@ Parameters are packed as the reference code packs them, so that its checkpoints 
 Linear(d_in -> 4d) with output chunks [V2 | V1 | Vy | Vz], ``hid2hid`` = Linear(d -> 3d) with chunks
 [W2 | W1 | Wz], ``transform_z`` = Linear(d -> d) = Wy; every tensor ~ U(-1/sqrt d, 1/sqrt d).
 
-Parallel mode: the input projections of all steps in one matmul, then the recurrence in a tight loop with
-a hand-written backward (``lem_scan.LEMScan``). Recurrent mode: the same cell one step at a time.
+Parallel mode: the input projections of all steps in one matmul, then the recurrence in a C++ loop on CPU
+(a Python loop elsewhere) with a hand-written backward (``lem_scan.LEMScan``). Recurrent mode: the same
+cell one step at a time.
 Contract shapes: x (batch, length, d_input) -> all y_n (batch, length, d_model); state (y, z), each
 (batch, d_model).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -64,12 +66,21 @@ class LEM(SequenceLayer):
         return zeros, zeros.clone()
 
     def _scan(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        U = self.inp2hid(x)  # (B, L, 4d): every step's input projections in one matmul
-        W, c = self.hid2hid.weight, self.hid2hid.bias
-        Wy, by = self.transform_z.weight, self.transform_z.bias
-        dtype = U.dtype  # under autocast the recurrence runs in the projections' dtype
+        # under autocast the whole recurrence runs in the autocast dtype (the Function sees no autocast)
+        device = x.device.type
+        autocast = device in ("cpu", "cuda") and torch.is_autocast_enabled(device)
+        dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
+        params = [
+            self.inp2hid.weight,
+            self.inp2hid.bias,
+            self.hid2hid.weight,
+            self.hid2hid.bias,
+            self.transform_z.weight,
+            self.transform_z.bias,
+        ]
         y0, z0 = (s.to(dtype) for s in state)
-        Y, y, z = LEMScan.apply(U, W.to(dtype), c.to(dtype), Wy.to(dtype), by.to(dtype), y0, z0, self.dt)
+        with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
+            Y, y, z = LEMScan.apply(x.to(dtype), *(p.to(dtype) for p in params), y0, z0, self.dt)
         return Y, (y, z)
 
     def _forward(self, x: Tensor) -> Tensor:

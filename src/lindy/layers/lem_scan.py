@@ -1,23 +1,29 @@
 """The LEM recurrence over a whole sequence, with a hand-written backward (BPTT through saved gates).
 
-Given the input projections of every step, U = inp2hid(u): (B, L, 4d) = [V2 u + b2 | V1 u + b1 |
-Vy u + by' | Vz u + bz'] and the recurrent weights W = hid2hid (3d x d, rows [W2 | W1 | Wz], bias c)
-and Wy = transform_z (d x d, bias by):
+Inputs: x (B, L, d_in), inp2hid (V: 4d x d_in, b; rows [V2 | V1 | Vy | Vz]), hid2hid (W: 3d x d, rows
+[W2 | W1 | Wz], bias c), transform_z (Wy: d x d, bias by), the initial state y_0, z_0 and the step dt.
+All input projections come from one matmul, time-major, reordered and with every bias folded in:
 
-    [p_y | p_z | q_z] = [U_0 | U_1 | U_3] + c + W y          (y = y_{n-1}; one addmm)
-    z_n = z + dt sig(p_z) (tanh(q_z) - z)
-    q_y = U_2 + by + Wy z_n
-    y_n = y + dt sig(p_y) (tanh(q_y) - y)
+    G_n = [p_y | p_z | q_z | q_y] = [V2 | V1 | Vz | Vy] u_n + [b2 + c2 | b1 + c1 | bz + cz | by' + by]
 
-Per step the forward runs 9 tensor ops (two matmuls, the rest writing into preallocated time-major
-buffers); the backward needs only per-step coefficients, computed for all steps at once after the
-forward (O(B L d) memory, no autograd graph per step):
+and per step (y = y_{n-1}, z = z_{n-1}):
 
-    dq_y = dy A_y,  dp_y = dy C_y,   dz += dq_y Wy,   dq_z = dz A_z,  dp_z = dz C_z,
-    dy <- dy R_y + [dp_y | dp_z | dq_z] W,            dz <- dz R_z
-    A_y = dt s_y (1 - tanh^2 q_y), C_y = dt s_y (1 - s_y)(tanh q_y - y), R_y = 1 - dt s_y, and alike for z.
+    [p_y | p_z | q_z] += W y                      (one addmm)
+    z_n = z + dt sig(p_z) (tanh q_z - z)
+    q_y += Wy z_n                                 (one addmm)
+    y_n = y + dt sig(p_y) (tanh q_y - y)
 
-The weight gradients are summed over all steps at the end, one matmul each.
+The forward overwrites G with [sig p_y | sig p_z | tanh q_z | tanh q_y], all the backward needs beside the
+states; the backward writes the gradients of the pre-activations into a buffer shaped alike (a = dt sig(p)):
+
+    dq_y = dy a_y (1 - tanh^2 q_y),  dp_y = dy a_y (1 - sig p_y)(tanh q_y - y),   dz += dq_y Wy,
+    dq_z = dz a_z (1 - tanh^2 q_z),  dp_z = dz a_z (1 - sig p_z)(tanh q_z - z),
+    dy <- dy (1 - a_y) + [dp_y | dp_z | dq_z] W,   dz <- dz (1 - a_z).
+
+Weight and input gradients are matmuls over the L B rows of those gradients. Saved for backward: G
+(4 B L d) and the states (2 B L d), no autograd graph per step. On CPU (float32/float64) both loops run in
+C++ (``lindy.kernels.lem_cpu``), the backward folding its gradients into the weight gradients every ~1 MB
+of steps (no (L, B, 4d) gradient buffer); elsewhere, or without a compiler, the same loops run in Python.
 """
 
 from __future__ import annotations
@@ -25,77 +31,110 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from lindy.kernels import lem_cpu
 
-def _reorder(U: Tensor, d: int) -> tuple[Tensor, Tensor]:
-    """inp2hid chunks [p_y | p_z | q_y | q_z] -> time-major [p_y | p_z | q_z] (L, B, 3d) and q_y (L, B, d)."""
-    Ut = U.transpose(0, 1)
-    return torch.cat([Ut[..., : 2 * d], Ut[..., 3 * d :]], dim=-1), Ut[..., 2 * d : 3 * d]
+__all__ = ["LEMScan", "reorder"]
+
+
+def reorder(d: int, device=None) -> Tensor:
+    """Row order taking inp2hid's chunks [V2 | V1 | Vy | Vz] to G's [V2 | V1 | Vz | Vy] (its own inverse)."""
+    idx = torch.arange(4 * d, device=device)
+    return torch.cat([idx[: 2 * d], idx[3 * d :], idx[2 * d : 3 * d]])
+
+
+def _native(t: Tensor):
+    """The C++ ops when they apply to this tensor (CPU, float32/float64), else None."""
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    return lem_cpu.ops()
+
+
+def _forward_loop(G: Tensor, W: Tensor, Wy: Tensor, ys: Tensor, zs: Tensor, dt: float) -> None:
+    d = W.shape[1]
+    Wt, Wyt = W.t(), Wy.t()
+    for n in range(G.shape[0]):
+        g = G[n]
+        g[:, : 3 * d].addmm_(ys[n], Wt)
+        g[:, : 2 * d].sigmoid_()
+        tz = g[:, 2 * d : 3 * d].tanh_()
+        torch.addcmul(zs[n], g[:, d : 2 * d], tz - zs[n], value=dt, out=zs[n + 1])
+        ty = g[:, 3 * d :].addmm_(zs[n + 1], Wyt).tanh_()
+        torch.addcmul(ys[n], g[:, :d], ty - ys[n], value=dt, out=ys[n + 1])
+
+
+def _gate_backward(dx: Tensor, s: Tensor, t: Tensor, ds: Tensor, dtt: Tensor, x: Tensor, dt: float) -> Tensor:
+    """Grads of o = x + a (t - x), a = dt s, into ds (pre-sigmoid), dtt (pre-tanh); returns dx (1 - a)."""
+    a = dt * s
+    torch.mul(dx * a, 1 - t * t, out=dtt)
+    torch.mul(dx * a * (1 - s), t - x, out=ds)
+    return dx * (1 - a)
+
+
+def _backward_loop(G, dG, dYt, W, Wy, ys, zs, dy, dz, dt) -> tuple[Tensor, Tensor]:
+    d = W.shape[1]
+    for n in range(G.shape[0] - 1, -1, -1):
+        g, dg = G[n], dG[n]
+        carry = _gate_backward(dy + dYt[n], g[:, :d], g[:, 3 * d :], dg[:, :d], dg[:, 3 * d :], ys[n], dt)
+        dz = torch.addmm(dz, dg[:, 3 * d :], Wy)
+        sz, tz = slice(d, 2 * d), slice(2 * d, 3 * d)
+        dz = _gate_backward(dz, g[:, sz], g[:, tz], dg[:, sz], dg[:, tz], zs[n], dt)
+        dy = torch.addmm(carry, dg[:, : 3 * d], W)
+    return dy, dz
 
 
 class LEMScan(torch.autograd.Function):
-    """(U, W, c, Wy, by, y0, z0, dt) -> (Y: (B, L, d) all y_n, y_L, z_L)."""
+    """(x, V, b, W, c, Wy, by, y0, z0, dt) -> (Y: (B, L, d) all y_n, y_L, z_L)."""
 
     @staticmethod
-    def forward(
-        ctx, U: Tensor, W: Tensor, c: Tensor, Wy: Tensor, by: Tensor, y0: Tensor, z0: Tensor, dt: float
-    ):
-        B, L, four_d = U.shape
-        d = four_d // 4
-        U3, Uy = _reorder(U, d)
-        U3 = U3 + c  # (L, B, 3d), hidden biases folded in once
-        Uy = Uy + by  # (L, B, d)
-        Wt, Wyt = W.t(), Wy.t()
-        ys = U.new_empty(L + 1, B, d)
-        zs = U.new_empty(L + 1, B, d)
-        sig = U.new_empty(L, B, 2 * d)  # [sig(p_y) | sig(p_z)]
-        tz = U.new_empty(L, B, d)  # tanh(q_z)
-        ty = U.new_empty(L, B, d)  # tanh(q_y)
+    def forward(ctx, x, V, b, W, c, Wy, by, y0, z0, dt: float):
+        B, L, d_in = x.shape
+        d = W.shape[1]
+        perm = reorder(d, x.device)
+        Vp = V[perm]
+        x_rows = x.transpose(0, 1).reshape(L * B, d_in)  # time-major rows
+        G = torch.addmm(b[perm] + torch.cat([c, by]), x_rows, Vp.t()).view(L, B, 4 * d)
+        W, Wy = W.contiguous(), Wy.contiguous()
+        ys = x.new_empty(L + 1, B, d)
+        zs = x.new_empty(L + 1, B, d)
         ys[0], zs[0] = y0, z0
-        for n in range(L):
-            y, z = ys[n], zs[n]
-            pre = torch.addmm(U3[n], y, Wt)  # (B, 3d)
-            torch.sigmoid(pre[:, : 2 * d], out=sig[n])
-            torch.tanh(pre[:, 2 * d :], out=tz[n])
-            torch.addcmul(z, sig[n, :, d:], tz[n] - z, value=dt, out=zs[n + 1])
-            torch.tanh(torch.addmm(Uy[n], zs[n + 1], Wyt), out=ty[n])
-            torch.addcmul(y, sig[n, :, :d], ty[n] - y, value=dt, out=ys[n + 1])
-        if ctx.needs_input_grad[:7] != (False,) * 7:
-            sy, sz = dt * sig[..., :d], dt * sig[..., d:]  # the gates dt sig(.)
-            coef = torch.stack(
-                [
-                    sy * (1 - ty * ty),  # A_y
-                    sy * (1 - sig[..., :d]) * (ty - ys[:-1]),  # C_y
-                    1 - sy,  # R_y
-                    sz * (1 - tz * tz),  # A_z
-                    sz * (1 - sig[..., d:]) * (tz - zs[:-1]),  # C_z
-                    1 - sz,  # R_z
-                ]
-            )  # (6, L, B, d)
-            ctx.save_for_backward(W, Wy, ys, zs, coef)
+        native = _native(G)
+        if native is not None:
+            native.forward(G, W, Wy, ys, zs, dt)
+        else:
+            _forward_loop(G, W, Wy, ys, zs, dt)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(x_rows, Vp, W, Wy, G, ys, zs)
+        ctx.dt = dt
         return ys[1:].transpose(0, 1), ys[L], zs[L]
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dY: Tensor, dy_last: Tensor, dz_last: Tensor):
-        W, Wy, ys, zs, coef = ctx.saved_tensors
-        A_y, C_y, R_y, A_z, C_z, R_z = coef
-        L, B, d = A_y.shape
+        x_rows, Vp, W, Wy, G, ys, zs = ctx.saved_tensors
+        L, B, four_d = G.shape
+        d = four_d // 4
         dYt = dY.transpose(0, 1)
-        dH = dY.new_empty(L, B, 3 * d)  # grads of [p_y | p_z | q_z]
-        dQy = dY.new_empty(L, B, d)  # grads of q_y
-        dy, dz = dy_last.clone(), dz_last.clone()  # unused outputs arrive as zeros (materialised grads)
-        for n in range(L - 1, -1, -1):
-            dy += dYt[n]
-            torch.mul(dy, A_y[n], out=dQy[n])
-            torch.mul(dy, C_y[n], out=dH[n, :, :d])
-            dz = torch.addmm(dz, dQy[n], Wy)
-            torch.mul(dz, A_z[n], out=dH[n, :, 2 * d :])
-            torch.mul(dz, C_z[n], out=dH[n, :, d : 2 * d])
-            dy = torch.addmm(dy * R_y[n], dH[n], W)
-            dz = dz * R_z[n]
-        dW = torch.einsum("lbk,lbd->kd", dH, ys[:-1])
-        dc = dH.sum((0, 1))
-        dWy = torch.einsum("lbk,lbd->kd", dQy, zs[1:])
-        dby = dQy.sum((0, 1))
-        # back to inp2hid's chunk order [p_y | p_z | q_y | q_z], batch-first
-        dU = torch.cat([dH[..., : 2 * d], dQy, dH[..., 2 * d :]], dim=-1).transpose(0, 1)
-        return dU, dW, dc, dWy, dby, dy, dz, None
+        if dYt.stride(-1) != 1:
+            dYt = dYt.contiguous()
+        dy = dy_last.clone(memory_format=torch.contiguous_format)  # unused outputs arrive as zeros
+        dz = dz_last.clone(memory_format=torch.contiguous_format)
+        native = _native(G)
+        if native is not None:
+            # blocked: the per-step gradients are folded into the outputs every `block` steps (~1 MB tile)
+            block = max(1, (1 << 20) // (G[0].numel() * G.element_size()))
+            dW, dWy, db_g = torch.zeros_like(W), torch.zeros_like(Wy), G.new_zeros(four_d)
+            dx_rows, dVp = torch.empty_like(x_rows), torch.zeros_like(Vp)
+            native.backward(
+                G, dYt, W, Wy, ys, zs, x_rows, Vp, dy, dz, dW, dWy, db_g, dx_rows, dVp, ctx.dt, block
+            )
+        else:
+            dG = torch.empty_like(G)
+            dy, dz = _backward_loop(G, dG, dYt, W, Wy, ys, zs, dy, dz, ctx.dt)
+            dG = dG.view(L * B, four_d)  # the gradients of [p_y | p_z | q_z | q_y]
+            dW = dG[:, : 3 * d].t() @ ys[:-1].reshape(L * B, d)
+            dWy = dG[:, 3 * d :].t() @ zs[1:].reshape(L * B, d)
+            db_g = dG.sum(0)
+            dx_rows, dVp = dG @ Vp, dG.t() @ x_rows
+        perm = reorder(d, G.device)
+        dx = dx_rows.view(L, B, -1).transpose(0, 1)
+        return dx, dVp[perm], db_g[perm], dW, db_g[: 3 * d], dWy, db_g[3 * d :], dy, dz, None
