@@ -23,7 +23,9 @@ states; the backward writes the gradients of the pre-activations into a buffer s
 Weight and input gradients are matmuls over the L B rows of those gradients. Saved for backward: G
 (4 B L d) and the states (2 B L d), no autograd graph per step. On CPU (float32/float64) both loops run in
 C++ (``lindy.kernels.lem_cpu``), the backward folding its gradients into the weight gradients every ~1 MB
-of steps (no (L, B, 4d) gradient buffer); elsewhere, or without a compiler, the same loops run in Python.
+of steps (no (L, B, 4d) gradient buffer), and tanh q is taken as 2 sig(2q) - 1 (one vectorised sigmoid
+for [p_y | p_z | q_z]; an absolute error of half an ulp of 1); elsewhere, or without a compiler, the same
+loops run in Python with torch.tanh.
 """
 
 from __future__ import annotations
@@ -92,15 +94,20 @@ class LEMScan(torch.autograd.Function):
         perm = reorder(d, x.device)
         Vp = V[perm]
         x_rows = x.transpose(0, 1).reshape(L * B, d_in)  # time-major rows
-        G = torch.addmm(b[perm] + torch.cat([c, by]), x_rows, Vp.t()).view(L, B, 4 * d)
+        bias = b[perm] + torch.cat([c, by])
         W, Wy = W.contiguous(), Wy.contiguous()
         ys = x.new_empty(L + 1, B, d)
         zs = x.new_empty(L + 1, B, d)
         ys[0], zs[0] = y0, z0
-        native = _native(G)
+        native = _native(x)
         if native is not None:
-            native.forward(G, W, Wy, ys, zs, dt)
+            # the C++ loop takes tanh(q) = 2 sigmoid(2q) - 1: the q columns of G and q rows of W doubled
+            scale = torch.ones(4 * d, 1, dtype=x.dtype, device=x.device)
+            scale[2 * d :] = 2
+            G = torch.addmm(bias * scale[:, 0], x_rows, (Vp * scale).t()).view(L, B, 4 * d)
+            native.forward(G, W * scale[: 3 * d], 2 * Wy, ys, zs, dt)
         else:
+            G = torch.addmm(bias, x_rows, Vp.t()).view(L, B, 4 * d)
             _forward_loop(G, W, Wy, ys, zs, dt)
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(x_rows, Vp, W, Wy, G, ys, zs)
