@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lindy.kernels import lem_cpu
+from lindy.kernels import lem_cpu, memory
 
 __all__ = ["LEMScan", "reorder"]
 
@@ -96,18 +96,21 @@ class LEMScan(torch.autograd.Function):
         x_rows = x.transpose(0, 1).reshape(L * B, d_in)  # time-major rows
         bias = b[perm] + torch.cat([c, by])
         W, Wy = W.contiguous(), Wy.contiguous()
-        ys = x.new_empty(L + 1, B, d)
-        zs = x.new_empty(L + 1, B, d)
+        # the saved buffers (6 B L d) are the forward's main memory traffic: huge pages halve their cost
+        ys = memory.empty(L + 1, B, d, dtype=x.dtype, device=x.device)
+        zs = memory.empty(L + 1, B, d, dtype=x.dtype, device=x.device)
+        G = memory.empty(L, B, 4 * d, dtype=x.dtype, device=x.device)
         ys[0], zs[0] = y0, z0
         native = _native(x)
         if native is not None:
             # the C++ loop takes tanh(q) = 2 sigmoid(2q) - 1: the q columns of G and q rows of W doubled
             scale = torch.ones(4 * d, 1, dtype=x.dtype, device=x.device)
             scale[2 * d :] = 2
-            G = torch.addmm(bias * scale[:, 0], x_rows, (Vp * scale).t()).view(L, B, 4 * d)
-            native.forward(G, W * scale[: 3 * d], 2 * Wy, ys, zs, dt)
+            VfT, bias_f = (Vp * scale).t().contiguous(), (bias * scale[:, 0]).contiguous()
+            WfT, WyfT = (W * scale[: 3 * d]).t().contiguous(), (2 * Wy).t().contiguous()
+            native.forward(x_rows.contiguous(), VfT, bias_f, G, WfT, WyfT, ys, zs, dt)
         else:
-            G = torch.addmm(bias, x_rows, Vp.t()).view(L, B, 4 * d)
+            torch.addmm(bias, x_rows, Vp.t(), out=G.view(L * B, 4 * d))
             _forward_loop(G, W, Wy, ys, zs, dt)
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(x_rows, Vp, W, Wy, G, ys, zs)

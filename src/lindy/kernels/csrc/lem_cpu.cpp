@@ -2,23 +2,26 @@
 //
 // Why C++: per step the cell is two small matmuls and ~10 elementwise ops on (B, d) tiles. From Python
 // each op costs a dispatch, a view and often a fresh temporary, several times the arithmetic. Here a step
-// is two BLAS calls on raw pointers (the BLAS PyTorch links, through its Fortran symbols sgemm_/dgemm_),
-// one vectorised ATen sigmoid per gate group, and fused loops over tiles that stay in cache.
+// is two BLAS calls on raw pointers (the BLAS PyTorch links, through its Fortran symbols sgemm_/dgemm_)
+// and two fused, vectorised loops (sigmoid, tanh and the state update at once) over tiles in cache.
 //
 // tanh comes from the sigmoid: tanh(q) = 2 sigmoid(2 q) - 1, so the caller passes the q rows of G and of the
-// forward weights already doubled (Wf = W with its q_z rows doubled, Wyf = 2 Wy); one sigmoid call covers
+// forward weights already doubled (Wf = W with its q_z rows doubled, Wyf = 2 Wy, both passed transposed); one sigmoid call covers
 // [p_y | p_z | q_z]. The error is an absolute half-ulp of 1 (6e-8 in float32), which is the rounding of
 // values of order one anyway. The backward uses the plain weights W, Wy.
 //
 // Layout (time-major, contiguous; see lindy/layers/lem_scan.py):
-//   G  (L, B, 4d)  rows [p_y | p_z | 2 q_z | 2 q_y], the input projections with all biases folded in.
-//                  The forward overwrites it with [s_y | s_z | tanh q_z | tanh q_y] (s = sigmoid), the
+//   G  (L, B, 4d)  rows [p_y | p_z | 2 q_z | 2 q_y], the input projections with all biases folded in,
+//                  made step by step by the forward, which then overwrites them with [s_y | s_z | tanh q_z | tanh q_y] (s = sigmoid), the
 //                  values the backward needs.
 //   ys, zs (L + 1, B, d), row 0 holding the initial state.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
 
 extern "C" {
 void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k, const float* alpha,
@@ -43,12 +46,17 @@ void gemm_acc(bool trans_b, int m, int n, int k, const T* A, int lda, const T* B
     dgemm_(&tb, &ta, &n, &m, &k, &one, Bm, &ldb, A, &lda, &one, C, &ldc);
 }
 
+// W, Wy: the backward's (3d, d) and (d, d), or with transposed=true the forward's (d, 3d) and (d, d).
 void check_layout(const at::Tensor& G, const at::Tensor& W, const at::Tensor& Wy, const at::Tensor& ys,
-                  const at::Tensor& zs) {
+                  const at::Tensor& zs, bool transposed = false) {
   TORCH_CHECK(G.dim() == 3 && G.is_contiguous(), "G must be a contiguous (L, B, 4d) tensor");
   const auto L = G.size(0), B = G.size(1), d = G.size(2) / 4;
   TORCH_CHECK(G.size(2) == 4 * d, "G's last dimension must be 4d");
-  TORCH_CHECK(W.is_contiguous() && W.sizes() == at::IntArrayRef({3 * d, d}), "W must be contiguous (3d, d)");
+  if (transposed) {
+    TORCH_CHECK(W.is_contiguous() && W.sizes() == at::IntArrayRef({d, 3 * d}), "WfT must be contiguous (d, 3d)");
+  } else {
+    TORCH_CHECK(W.is_contiguous() && W.sizes() == at::IntArrayRef({3 * d, d}), "W must be contiguous (3d, d)");
+  }
   TORCH_CHECK(Wy.is_contiguous() && Wy.sizes() == at::IntArrayRef({d, d}), "Wy must be contiguous (d, d)");
   TORCH_CHECK(ys.is_contiguous() && ys.sizes() == at::IntArrayRef({L + 1, B, d}), "ys must be (L+1, B, d)");
   TORCH_CHECK(zs.is_contiguous() && zs.sizes() == at::IntArrayRef({L + 1, B, d}), "zs must be (L+1, B, d)");
@@ -58,50 +66,127 @@ void check_layout(const at::Tensor& G, const at::Tensor& W, const at::Tensor& Wy
     TORCH_CHECK(t->scalar_type() == G.scalar_type(), "all tensors must share G's dtype");
 }
 
-// Over a (B, d) tile (G's row stride ld): t = 2 s_t - 1 (tanh from the doubled sigmoid), stored back over
-// s_t for the backward, and out = state + dt gate (t - state).
+// exp for float32 written to vectorise: Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-6
+// polynomial for e^r (the Cephes coefficients, ~1 ulp), 2^n through the exponent bits. float64 uses std::exp.
+inline float exp_vec(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  const float t = x * 1.44269504088896341f + shifter;
+  const float n = t - shifter;
+  const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (std::bit_cast<int32_t>(t) - std::bit_cast<int32_t>(shifter) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+inline double exp_vec(double x) { return std::exp(x); }
+
 template <typename T>
-void relax(T* __restrict out, const T* __restrict state, const T* __restrict gate, T* __restrict target,
-           int64_t B, int64_t d, int64_t ld, T dt) {
+inline T sigmoid(T x) {
+  return T(1) / (T(1) + exp_vec(-x));
+}
+
+// The two elementwise halves of a forward step over a (B, d) tile (G's row stride ld), after each matmul:
+//   gates: s_y = sig(p_y), s_z = sig(p_z), t_z = 2 sig(2 q_z) - 1 = tanh q_z,  z_n = z + dt s_z (t_z - z)
+//   output: t_y = 2 sig(2 q_y) - 1 = tanh q_y,  y_n = y + dt s_y (t_y - y)
+// The activations are written back over G for the backward.
+template <typename T>
+inline __attribute__((always_inline)) void gates_z(T* __restrict g, const T* __restrict z, T* __restrict z_next,
+                                                   int64_t B, int64_t d, int64_t ld, T dt) {
   for (int64_t b = 0; b < B; ++b) {
-    const T* g = gate + b * ld;
-    T* t = target + b * ld;
-    const T* s = state + b * d;
-    T* o = out + b * d;
+    T* gb = g + b * ld;
+    const T* zb = z + b * d;
+    T* zn = z_next + b * d;
     for (int64_t j = 0; j < d; ++j) {
-      const T tj = T(2) * t[j] - T(1);
-      t[j] = tj;
-      o[j] = s[j] + dt * g[j] * (tj - s[j]);
+      const T sy = sigmoid(gb[j]), sz = sigmoid(gb[d + j]), tz = T(2) * sigmoid(gb[2 * d + j]) - T(1);
+      gb[j] = sy;
+      gb[d + j] = sz;
+      gb[2 * d + j] = tz;
+      zn[j] = zb[j] + dt * sz * (tz - zb[j]);
     }
   }
 }
 
 template <typename T>
-void forward_impl(const at::Tensor& G, const T* Wf, const T* Wyf, T* ys, T* zs, int64_t L, int64_t B,
-                  int64_t d, T dt) {
-  const int b = B, dd = d, ld = 4 * d;
-  T* g0 = G.data_ptr<T>();
-  for (int64_t n = 0; n < L; ++n) {
-    T* g = g0 + n * B * ld;
-    const T* y = ys + n * B * d;
-    const T* z = zs + n * B * d;
-    T* z_next = zs + (n + 1) * B * d;
-    gemm_acc<T>(true, b, 3 * dd, dd, y, dd, Wf, dd, g, ld);  // [p_y | p_z | 2 q_z] += y Wf^T
-    G[n].narrow(1, 0, 3 * d).sigmoid_();
-    relax<T>(z_next, z, g + d, g + 2 * d, B, d, ld, dt);
-    gemm_acc<T>(true, b, dd, dd, z_next, dd, Wyf, dd, g + 3 * d, ld);  // 2 q_y += z_n Wyf^T
-    G[n].narrow(1, 3 * d, d).sigmoid_();
-    relax<T>(ys + (n + 1) * B * d, y, g, g + 3 * d, B, d, ld, dt);
+inline __attribute__((always_inline)) void output_y(T* __restrict g, const T* __restrict y, T* __restrict y_next,
+                                                    int64_t B, int64_t d, int64_t ld, T dt) {
+  for (int64_t b = 0; b < B; ++b) {
+    T* gb = g + b * ld;
+    const T* yb = y + b * d;
+    T* yn = y_next + b * d;
+    for (int64_t j = 0; j < d; ++j) {
+      const T ty = T(2) * sigmoid(gb[3 * d + j]) - T(1);
+      gb[3 * d + j] = ty;
+      yn[j] = yb[j] + dt * gb[j] * (ty - yb[j]);
+    }
   }
 }
 
-void lem_forward(at::Tensor G, const at::Tensor& Wf, const at::Tensor& Wyf, at::Tensor ys, at::Tensor zs,
-                 double dt) {
-  check_layout(G, Wf, Wyf, ys, zs);
+// float32 copies compiled for AVX-512, AVX2 and the baseline, chosen at load time by the CPU (GCC ifunc).
+#define LINDY_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+LINDY_CPU_CLONES void gates_z_f32(float* g, const float* z, float* zn, int64_t B, int64_t d, int64_t ld, float dt) {
+  gates_z<float>(g, z, zn, B, d, ld, dt);
+}
+LINDY_CPU_CLONES void output_y_f32(float* g, const float* y, float* yn, int64_t B, int64_t d, int64_t ld,
+                                   float dt) {
+  output_y<float>(g, y, yn, B, d, ld, dt);
+}
+void gates_z_step(float* g, const float* z, float* zn, int64_t B, int64_t d, int64_t ld, float dt) {
+  gates_z_f32(g, z, zn, B, d, ld, dt);
+}
+void gates_z_step(double* g, const double* z, double* zn, int64_t B, int64_t d, int64_t ld, double dt) {
+  gates_z<double>(g, z, zn, B, d, ld, dt);
+}
+void output_y_step(float* g, const float* y, float* yn, int64_t B, int64_t d, int64_t ld, float dt) {
+  output_y_f32(g, y, yn, B, d, ld, dt);
+}
+void output_y_step(double* g, const double* y, double* yn, int64_t B, int64_t d, int64_t ld, double dt) {
+  output_y<double>(g, y, yn, B, d, ld, dt);
+}
+
+template <typename T>
+void forward_impl(const T* x_rows, int64_t d_in, const T* VfT, const T* bias, T* G, const T* WfT, const T* WyfT,
+                  T* ys, T* zs, int64_t L, int64_t B, int64_t d, T dt) {
+  const int b = B, dd = d, ld = 4 * d, k_in = d_in;
+  for (int64_t n = 0; n < L; ++n) {
+    T* g = G + n * B * ld;
+    const T* y = ys + n * B * d;
+    T* z_next = zs + (n + 1) * B * d;
+    // this step's input projections, made here so that G is written once, while in cache
+    for (int64_t r = 0; r < B; ++r) std::copy(bias, bias + ld, g + r * ld);
+    gemm_acc<T>(false, b, ld, k_in, x_rows + n * B * d_in, k_in, VfT, ld, g, ld);  // += x_n Vf^T
+    gemm_acc<T>(false, b, 3 * dd, dd, y, dd, WfT, 3 * dd, g, ld);                  // [p_y | p_z | 2 q_z] += y Wf^T
+    gates_z_step(g, zs + n * B * d, z_next, B, d, ld, dt);
+    gemm_acc<T>(false, b, dd, dd, z_next, dd, WyfT, dd, g + 3 * d, ld);  // 2 q_y += z_n Wyf^T
+    output_y_step(g, y, ys + (n + 1) * B * d, B, d, ld, dt);
+  }
+}
+
+// x_rows (L B, d_in) time-major inputs; VfT (d_in, 4d) and bias (4d): G's input weights and biases with the
+// q columns doubled; G (L, B, 4d) is written here; WfT, WyfT: the forward weights transposed and contiguous,
+// (d, 3d) and (d, d): BLAS runs a row-major product with an untransposed right operand markedly faster
+// (measured 18 vs 30 us at B=32, d=128).
+void lem_forward(const at::Tensor& x_rows, const at::Tensor& VfT, const at::Tensor& bias, at::Tensor G,
+                 const at::Tensor& WfT, const at::Tensor& WyfT, at::Tensor ys, at::Tensor zs, double dt) {
+  check_layout(G, WfT, WyfT, ys, zs, /*transposed=*/true);
   const auto L = G.size(0), B = G.size(1), d = G.size(2) / 4;
+  TORCH_CHECK(x_rows.is_contiguous() && x_rows.dim() == 2 && x_rows.size(0) == L * B,
+              "x_rows must be contiguous (L B, d_in)");
+  const auto d_in = x_rows.size(1);
+  TORCH_CHECK(VfT.is_contiguous() && VfT.sizes() == at::IntArrayRef({d_in, 4 * d}),
+              "VfT must be contiguous (d_in, 4d)");
+  TORCH_CHECK(bias.is_contiguous() && bias.numel() == 4 * d, "bias must have 4d entries");
+  for (const auto* t : {&x_rows, &VfT, &bias})
+    TORCH_CHECK(t->scalar_type() == G.scalar_type(), "all tensors must share G's dtype");
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "lem_forward", [&] {
-    forward_impl<scalar_t>(G, Wf.data_ptr<scalar_t>(), Wyf.data_ptr<scalar_t>(), ys.data_ptr<scalar_t>(),
-                           zs.data_ptr<scalar_t>(), L, B, d, static_cast<scalar_t>(dt));
+    forward_impl<scalar_t>(x_rows.data_ptr<scalar_t>(), d_in, VfT.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
+                           G.data_ptr<scalar_t>(), WfT.data_ptr<scalar_t>(), WyfT.data_ptr<scalar_t>(),
+                           ys.data_ptr<scalar_t>(), zs.data_ptr<scalar_t>(), L, B, d, static_cast<scalar_t>(dt));
   });
 }
 
@@ -112,7 +197,7 @@ void lem_forward(at::Tensor G, const at::Tensor& Wf, const at::Tensor& Wyf, at::
 // s, t are read from G's row layout, their gradients written at the same offsets of the tile dg; with
 // kExtra the incoming dx is dx_in + extra (the output gradient of this step).
 template <typename T, bool kExtra>
-void gate_backward(const T* dx_in, T* dx_out, const T* __restrict s_in, const T* __restrict t_in,
+inline __attribute__((always_inline)) void gate_backward(const T* dx_in, T* dx_out, const T* __restrict s_in, const T* __restrict t_in,
                    T* __restrict ds_out, T* __restrict dt_out, const T* __restrict x, const T* __restrict extra,
                    int64_t extra_ld, int64_t B, int64_t d, int64_t ld, T dt) {
   for (int64_t b = 0; b < B; ++b) {
@@ -136,6 +221,29 @@ void gate_backward(const T* dx_in, T* dx_out, const T* __restrict s_in, const T*
   }
 }
 
+LINDY_CPU_CLONES void gate_backward_f32(bool extra_on, const float* dx_in, float* dx_out, const float* s,
+                                        const float* t, float* ds, float* dtt, const float* x, const float* extra,
+                                        int64_t extra_ld, int64_t B, int64_t d, int64_t ld, float dt) {
+  if (extra_on)
+    gate_backward<float, true>(dx_in, dx_out, s, t, ds, dtt, x, extra, extra_ld, B, d, ld, dt);
+  else
+    gate_backward<float, false>(dx_in, dx_out, s, t, ds, dtt, x, extra, extra_ld, B, d, ld, dt);
+}
+
+template <bool kExtra>
+void gate_backward_step(const float* dx_in, float* dx_out, const float* s, const float* t, float* ds, float* dtt,
+                        const float* x, const float* extra, int64_t extra_ld, int64_t B, int64_t d, int64_t ld,
+                        float dt) {
+  gate_backward_f32(kExtra, dx_in, dx_out, s, t, ds, dtt, x, extra, extra_ld, B, d, ld, dt);
+}
+
+template <bool kExtra>
+void gate_backward_step(const double* dx_in, double* dx_out, const double* s, const double* t, double* ds,
+                        double* dtt, const double* x, const double* extra, int64_t extra_ld, int64_t B, int64_t d,
+                        int64_t ld, double dt) {
+  gate_backward<double, kExtra>(dx_in, dx_out, s, t, ds, dtt, x, extra, extra_ld, B, d, ld, dt);
+}
+
 // The backward, in blocks of `block` steps walked from the end. Per step it writes the gradients of
 // [p_y | p_z | q_z | q_y] into a (block, B, 4d) tile, and per block it folds that tile into the weight and
 // input gradients with a few large matmuls, so no (L, B, 4d) gradient is ever allocated and the tile stays
@@ -143,8 +251,8 @@ void gate_backward(const T* dx_in, T* dx_out, const T* __restrict s_in, const T*
 //   G: the forward's saved gates; ys, zs: its states; x_rows (L B, d_in), Vp (4d, d_in): its input rows and
 //   reordered input weights. W, Wy: the plain weights. dYt: (L, B, d) time-major view of the output
 //   gradient (last dim contiguous). dy, dz: (B, d) contiguous, the gradients at y_L, z_L; on return, those
-//   at y_0, z_0. Outputs, all zero-initialised by the caller: dW (3d, d), dWy (d, d), dbias (4d) = the
-//   gradient of G's bias row, dx_rows (L B, d_in), dVp (4d, d_in).
+//   at y_0, z_0. Outputs: dW (3d, d) and dWy (d, d), overwritten; dbias (4d) = the gradient of G's bias
+//   row and dVp (4d, d_in), zero-initialised by the caller; dx_rows (L B, d_in), overwritten.
 template <typename T>
 void backward_block(const T* G, T* tile, const T* dY, int64_t sl, int64_t sb, const T* W, const T* Wy,
                     const T* ys, const T* zs, T*& cur, T*& next, T* dz, int64_t lo, int64_t hi, int64_t B,
@@ -154,11 +262,11 @@ void backward_block(const T* G, T* tile, const T* dY, int64_t sl, int64_t sb, co
     const T* g = G + n * B * ld;
     T* dg = tile + (n - lo) * B * ld;
     // the y gate (s_y at 0, tanh q_y at 3d), its incoming gradient cur + dY_n
-    gate_backward<T, true>(cur, next, g, g + 3 * d, dg, dg + 3 * d, ys + n * B * d, dY + n * sl, sb, B, d, ld,
+    gate_backward_step<true>(cur, next, g, g + 3 * d, dg, dg + 3 * d, ys + n * B * d, dY + n * sl, sb, B, d, ld,
                            dt);
     gemm_acc<T>(false, b, dd, dd, dg + 3 * d, ld, Wy, dd, dz, dd);  // dz += dq_y Wy
     // the z gate (s_z at d, tanh q_z at 2d), in place on dz
-    gate_backward<T, false>(dz, dz, g + d, g + 2 * d, dg + d, dg + 2 * d, zs + n * B * d, nullptr, 0, B, d, ld,
+    gate_backward_step<false>(dz, dz, g + d, g + 2 * d, dg + d, dg + 2 * d, zs + n * B * d, nullptr, 0, B, d, ld,
                             dt);
     gemm_acc<T>(false, b, dd, 3 * dd, dg, ld, W, dd, next, dd);  // dy_{n-1} = next + [dp_y | dp_z | dq_z] W
     std::swap(cur, next);
@@ -185,6 +293,7 @@ void lem_backward(const at::Tensor& G, const at::Tensor& dYt, const at::Tensor& 
   // The y carry ping-pongs between two (B, d) tiles: next = cur (1 - a_y) + [dp_y | dp_z | dq_z] W, the
   // matmul accumulating in place, so that no step copies a tile.
   auto spare = at::empty_like(dy);
+  auto dWt = at::zeros({d, 3 * d}, G.options()), dWyt = at::zeros({d, d}, G.options());
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "lem_backward", [&] {
     scalar_t* cur = dy.data_ptr<scalar_t>();
     scalar_t* next = spare.data_ptr<scalar_t>();
@@ -196,8 +305,9 @@ void lem_backward(const at::Tensor& G, const at::Tensor& dYt, const at::Tensor& 
                                dz.data_ptr<scalar_t>(), lo, hi, B, d, static_cast<scalar_t>(dt));
       // fold the block: rows lo*B .. hi*B of every (L B, .) quantity
       auto dG = tile.narrow(0, 0, nb).view({nb * B, 4 * d});
-      dW.addmm_(dG.narrow(1, 0, 3 * d).t(), ys.narrow(0, lo, nb).view({nb * B, d}));
-      dWy.addmm_(dG.narrow(1, 3 * d, d).t(), zs.narrow(0, lo + 1, nb).view({nb * B, d}));
+      // accumulated transposed (states^T dG): with the transposed operand the small one, BLAS runs faster
+      dWt.addmm_(ys.narrow(0, lo, nb).view({nb * B, d}).t(), dG.narrow(1, 0, 3 * d));
+      dWyt.addmm_(zs.narrow(0, lo + 1, nb).view({nb * B, d}).t(), dG.narrow(1, 3 * d, d));
       dbias.add_(dG.sum(0));
       auto dx_block = dx_rows.narrow(0, lo * B, nb * B);
       at::mm_out(dx_block, dG, Vp);
@@ -205,6 +315,8 @@ void lem_backward(const at::Tensor& G, const at::Tensor& dYt, const at::Tensor& 
     }
     if (cur != dy.data_ptr<scalar_t>()) dy.copy_(spare);
   });
+  dW.copy_(dWt.t());
+  dWy.copy_(dWyt.t());
 }
 
 }  // namespace
@@ -212,7 +324,9 @@ void lem_backward(const at::Tensor& G, const at::Tensor& dYt, const at::Tensor& 
 // Schemas here, the kernels for the CPU key only: torch.compile traces with fake tensors, for which
 // lindy/kernels/lem_cpu.py registers shape-only implementations.
 TORCH_LIBRARY(lindy_lem_cpu, m) {
-  m.def("forward(Tensor(a!) G, Tensor Wf, Tensor Wyf, Tensor(b!) ys, Tensor(c!) zs, float dt) -> ()");
+  m.def(
+      "forward(Tensor x_rows, Tensor VfT, Tensor bias, Tensor(a!) G, Tensor WfT, Tensor WyfT, Tensor(b!) ys, "
+      "Tensor(c!) zs, float dt) -> ()");
   m.def(
       "backward(Tensor G, Tensor dYt, Tensor W, Tensor Wy, Tensor ys, Tensor zs, Tensor x_rows, Tensor Vp, "
       "Tensor(a!) dy, Tensor(b!) dz, Tensor(c!) dW, Tensor(d!) dWy, Tensor(e!) dbias, Tensor(f!) dx_rows, "
