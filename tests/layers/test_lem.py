@@ -1,6 +1,7 @@
 """LEM: the check value, the hand-written BPTT against autograd through a plain loop, interop."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -10,6 +11,16 @@ from lindy.interop import lem_from_reference
 from lindy.kernels import lem_cpu
 from lindy.layers import LEM
 from lindy.layers.lem_scan import LEMScan
+
+
+def require_cpp_kernel():
+    """Skip without a C++ toolchain; with one, a kernel that fails to build is a failure, not a skip."""
+    if lem_cpu.ops() is None:
+        if shutil.which("c++") and shutil.which("ninja"):
+            pytest.fail(
+                "a C++ compiler and ninja are here, but the LEM CPU kernel did not build (see the log)"
+            )
+        pytest.skip("no C++ compiler or ninja: the LEM CPU kernel cannot be built")
 
 
 def check_value_layer():
@@ -58,8 +69,8 @@ def plain_loop(layer, x, y, z):
 def test_scan_gradcheck_float64(native, monkeypatch):
     if not native:
         monkeypatch.setenv("LINDY_NO_CPP", "1")
-    elif lem_cpu.ops() is None:
-        pytest.skip("no C++ compiler: the LEM CPU kernel cannot be built")
+    else:
+        require_cpp_kernel()
     torch.manual_seed(0)
     B, L, d_in, d = 2, 5, 2, 3
     args = [
@@ -81,12 +92,12 @@ def test_scan_gradcheck_float64(native, monkeypatch):
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
 
 
-def test_cpp_and_python_loops_agree_float64(monkeypatch):
-    if lem_cpu.ops() is None:
-        pytest.skip("no C++ compiler: the LEM CPU kernel cannot be built")
+@pytest.mark.parametrize("d_in", [3, 20], ids=["projected-per-step", "projected-first"])
+def test_cpp_and_python_loops_agree_float64(d_in, monkeypatch):
+    require_cpp_kernel()
     torch.manual_seed(3)
-    layer = LEM(7, d_input=3, dt=0.4).double()
-    x = torch.randn(3, 40, 3, dtype=torch.float64)
+    layer = LEM(7, d_input=d_in, dt=0.4).double()
+    x = torch.randn(3, 40, d_in, dtype=torch.float64)
     results = []
     for flag in ("0", "1"):
         monkeypatch.setenv("LINDY_NO_CPP", flag)

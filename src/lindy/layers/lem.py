@@ -12,9 +12,9 @@ Parameters are packed as the reference code packs them, so that its checkpoints 
 Linear(d_in -> 4d) with output chunks [V2 | V1 | Vy | Vz], ``hid2hid`` = Linear(d -> 3d) with chunks
 [W2 | W1 | Wz], ``transform_z`` = Linear(d -> d) = Wy; every tensor ~ U(-1/sqrt d, 1/sqrt d).
 
-Parallel mode: the input projections of all steps in one matmul, then the recurrence in a C++ loop on CPU
-(a Python loop elsewhere) with a hand-written backward (``lem_scan.LEMScan``). Recurrent mode: the same
-cell one step at a time.
+Parallel mode: the whole recurrence in a C++ loop on CPU (BLAS matmuls and fused gate loops; a Python loop
+over the same buffers elsewhere) with a hand-written backward (``lem_scan.LEMScan``). Recurrent mode: the
+same cell one step at a time.
 Contract shapes: x (batch, length, d_input) -> all y_n (batch, length, d_model); state (y, z), each
 (batch, d_model).
 """

@@ -2,7 +2,8 @@
 
 Inputs: x (B, L, d_in), inp2hid (V: 4d x d_in, b; rows [V2 | V1 | Vy | Vz]), hid2hid (W: 3d x d, rows
 [W2 | W1 | Wz], bias c), transform_z (Wy: d x d, bias by), the initial state y_0, z_0 and the step dt.
-All input projections come from one matmul, time-major, reordered and with every bias folded in:
+The input projections, time-major, reordered and with every bias folded in (one matmul in the Python loop,
+made step by step in the C++ one):
 
     G_n = [p_y | p_z | q_z | q_y] = [V2 | V1 | Vz | Vy] u_n + [b2 + c2 | b1 + c1 | bz + cz | by' + by]
 
@@ -36,6 +37,10 @@ from torch import Tensor
 from lindy.kernels import lem_cpu, memory
 
 __all__ = ["LEMScan", "reorder"]
+
+# up to this input width the C++ loop makes each step's projections itself (the step's G rows are then
+# written once, in cache); wider inputs are projected by one large matmul before the loop
+PER_STEP_PROJECTION_MAX_D_IN = 16
 
 
 def reorder(d: int, device=None) -> Tensor:
@@ -108,7 +113,11 @@ class LEMScan(torch.autograd.Function):
             scale[2 * d :] = 2
             VfT, bias_f = (Vp * scale).t().contiguous(), (bias * scale[:, 0]).contiguous()
             WfT, WyfT = (W * scale[: 3 * d]).t().contiguous(), (2 * Wy).t().contiguous()
-            native.forward(x_rows.contiguous(), VfT, bias_f, G, WfT, WyfT, ys, zs, dt)
+            if d_in <= PER_STEP_PROJECTION_MAX_D_IN:  # narrow inputs: projected inside the loop, in cache
+                native.forward(x_rows.contiguous(), VfT, bias_f, G, WfT, WyfT, ys, zs, dt)
+            else:  # wide inputs: one large matmul first (fast), the loop gets no input rows
+                torch.addmm(bias_f, x_rows, VfT, out=G.view(L * B, 4 * d))
+                native.forward(x_rows[:, :0].contiguous(), VfT[:0], bias_f, G, WfT, WyfT, ys, zs, dt)
         else:
             torch.addmm(bias, x_rows, Vp.t(), out=G.view(L * B, 4 * d))
             _forward_loop(G, W, Wy, ys, zs, dt)
