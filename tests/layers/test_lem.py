@@ -9,7 +9,7 @@ from torch import nn
 
 from lindy.interop import lem_from_reference
 from lindy.kernels import lem_cpu
-from lindy.layers import LEM
+from lindy.layers import LEM, lem_scan
 from lindy.layers.lem_scan import LEMScan
 
 
@@ -92,21 +92,33 @@ def test_scan_gradcheck_float64(native, monkeypatch):
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("d_in", [3, 20], ids=["projected-per-step", "projected-first"])
-def test_cpp_and_python_loops_agree_float64(d_in, monkeypatch):
+@pytest.mark.parametrize(
+    "d_in,batch,tile_steps",
+    [(3, 3, None), (20, 3, None), (3, 19, None), (3, 19, 3)],
+    ids=["projected-per-step", "projected-first", "batch-split-over-threads", "batch-split-small-tiles"],
+)
+def test_cpp_and_python_loops_agree_float64(d_in, batch, tile_steps, monkeypatch):
     require_cpp_kernel()
     torch.manual_seed(3)
-    layer = LEM(7, d_input=d_in, dt=0.4).double()
-    x = torch.randn(3, 40, d_in, dtype=torch.float64)
+    d, L = 7, 41
+    if tile_steps:  # backward tiles of 3 steps: several folds, odd-length blocks and a shorter last one
+        monkeypatch.setattr(lem_scan, "BACKWARD_TILE_BYTES", tile_steps * batch * 4 * d * 8)
+    layer = LEM(d, d_input=d_in, dt=0.4).double()
+    x = torch.randn(batch, L, d_in, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # batch 19 splits into shares of 10 and 9 rows, one per thread
     results = []
-    for flag in ("0", "1"):
-        monkeypatch.setenv("LINDY_NO_CPP", flag)
-        xr = x.clone().requires_grad_(True)
-        Y, (y, z) = layer.forward_with_state(xr, layer.initial_state(3, dtype=torch.float64))
-        # a strided, partly zero output gradient and gradients into both final states
-        (Y[:, ::2].sin().sum() + y.square().sum() + (z * 0.5).sum()).backward()
-        results.append([Y.detach(), z.detach(), xr.grad, *(p.grad.clone() for p in layer.parameters())])
-        layer.zero_grad()
+    try:
+        for flag in ("0", "1"):
+            monkeypatch.setenv("LINDY_NO_CPP", flag)
+            xr = x.clone().requires_grad_(True)
+            Y, (y, z) = layer.forward_with_state(xr, layer.initial_state(batch, dtype=torch.float64))
+            # a strided, partly zero output gradient and gradients into both final states
+            (Y[:, ::2].sin().sum() + y.square().sum() + (z * 0.5).sum()).backward()
+            results.append([Y.detach(), z.detach(), xr.grad, *(p.grad.clone() for p in layer.parameters())])
+            layer.zero_grad()
+    finally:
+        torch.set_num_threads(threads)
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 

@@ -36,19 +36,29 @@ def ops():
 def _build():
     try:
         from torch.utils.cpp_extension import load
-
-        _log.info("building lindy's LEM CPU kernel (once per machine, about 10 s)")
-        load(
-            name="lindy_lem_cpu",
-            sources=[str(SOURCE)],
-            extra_cflags=["-O3"],
-            is_python_module=False,
-            verbose=False,
-        )
-        # shape-only versions for torch.compile's fake tensors: both ops only write into given buffers
-        torch.library.register_fake("lindy_lem_cpu::forward")(lambda *args: None)
-        torch.library.register_fake("lindy_lem_cpu::backward")(lambda *args: None)
-        return torch.ops.lindy_lem_cpu
-    except Exception as err:  # no compiler, no ninja, read-only cache: the Python loop still works
+    except Exception as err:
         _log.warning("LEM CPU kernel unavailable (%s); using the Python loop", err)
         return None
+    _log.info("building lindy's LEM CPU kernel (once per machine, about 10 s)")
+    # With OpenMP the batch is split over PyTorch's threads (the extension then binds to the libgomp torch
+    # has already loaded, one thread pool); a compiler without OpenMP still builds it, single-threaded.
+    for flags in (["-O3", "-fopenmp"], ["-O3"]):
+        try:
+            load(
+                name="lindy_lem_cpu",
+                sources=[str(SOURCE)],
+                extra_cflags=flags,
+                extra_ldflags=flags[1:],
+                is_python_module=False,
+                verbose=False,
+            )
+            break
+        except Exception as err:  # no compiler, no ninja, read-only cache: the Python loop still works
+            _log.warning("LEM CPU kernel did not build with %s (%s)", flags, err)
+    else:
+        _log.warning("LEM CPU kernel unavailable; using the Python loop")
+        return None
+    # shape-only versions for torch.compile's fake tensors: both ops only write into given buffers
+    torch.library.register_fake("lindy_lem_cpu::forward")(lambda *args: None)
+    torch.library.register_fake("lindy_lem_cpu::backward")(lambda *args: None)
+    return torch.ops.lindy_lem_cpu

@@ -23,8 +23,9 @@ states; the backward writes the gradients of the pre-activations into a buffer s
 
 Weight and input gradients are matmuls over the L B rows of those gradients. Saved for backward: G
 (4 B L d) and the states (2 B L d), no autograd graph per step. On CPU (float32/float64) both loops run in
-C++ (``lindy.kernels.lem_cpu``), the backward folding its gradients into the weight gradients every ~1 MB
-of steps (no (L, B, 4d) gradient buffer), and tanh q is taken as 2 sig(2q) - 1 (one vectorised sigmoid
+C++ (``lindy.kernels.lem_cpu``): the threads split the batch and each runs the whole loop on its rows,
+the backward folding its gradients into per-thread weight gradients every ~1 MB of steps (no (L, B, 4d)
+gradient buffer), and tanh q is taken as 2 sig(2q) - 1 (one vectorised sigmoid
 for [p_y | p_z | q_z]; an absolute error of half an ulp of 1); elsewhere, or without a compiler, the same
 loops run in Python with torch.tanh.
 """
@@ -41,6 +42,8 @@ __all__ = ["LEMScan", "reorder"]
 # up to this input width the C++ loop makes each step's projections itself (the step's G rows are then
 # written once, in cache); wider inputs are projected by one large matmul before the loop
 PER_STEP_PROJECTION_MAX_D_IN = 16
+# the C++ backward folds its per-step gradients into the weight gradients every this many bytes of them
+BACKWARD_TILE_BYTES = 1 << 20
 
 
 def reorder(d: int, device=None) -> Tensor:
@@ -140,7 +143,7 @@ class LEMScan(torch.autograd.Function):
         native = _native(G)
         if native is not None:
             # blocked: the per-step gradients are folded into the outputs every `block` steps (~1 MB tile)
-            block = max(1, (1 << 20) // (G[0].numel() * G.element_size()))
+            block = max(1, BACKWARD_TILE_BYTES // (G[0].numel() * G.element_size()))
             dW, dWy, db_g = torch.zeros_like(W), torch.zeros_like(Wy), G.new_zeros(four_d)
             dx_rows, dVp = torch.empty_like(x_rows), torch.zeros_like(Vp)
             native.backward(

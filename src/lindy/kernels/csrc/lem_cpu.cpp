@@ -4,6 +4,7 @@
 // each op costs a dispatch, a view and often a fresh temporary, several times the arithmetic. Here a step
 // is two BLAS calls on raw pointers (the BLAS PyTorch links, through its Fortran symbols sgemm_/dgemm_)
 // and two fused, vectorised loops (sigmoid, tanh and the state update at once) over tiles in cache.
+// Threads split the batch (rows never interact), each running the whole time loop on its share.
 //
 // tanh comes from the sigmoid: tanh(q) = 2 sigmoid(2 q) - 1, so the caller passes the q rows of G and of the
 // forward weights already doubled (Wf = W with its q_z rows doubled, Wyf = 2 Wy, both passed transposed); one sigmoid call covers
@@ -16,6 +17,7 @@
 //                  values the backward needs.
 //   ys, zs (L + 1, B, d), row 0 holding the initial state.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -37,8 +39,9 @@ namespace {
 // Row-major C (m x n, ldc) += op(A) (m x k) op(B) (k x n): BLAS is column-major, so it computes C^T =
 // op(B)^T op(A)^T with the operands swapped.
 template <typename T>
-void gemm_acc(bool trans_b, int m, int n, int k, const T* A, int lda, const T* Bm, int ldb, T* C, int ldc) {
-  const char ta = 'N', tb = trans_b ? 'T' : 'N';
+void gemm_acc(bool trans_a, bool trans_b, int m, int n, int k, const T* A, int lda, const T* Bm, int ldb, T* C,
+              int ldc) {
+  const char ta = trans_a ? 'T' : 'N', tb = trans_b ? 'T' : 'N';
   const T one = 1;
   if constexpr (std::is_same_v<T, float>)
     sgemm_(&tb, &ta, &n, &m, &k, &one, Bm, &ldb, A, &lda, &one, C, &ldc);
@@ -149,23 +152,43 @@ void output_y_step(double* g, const double* y, double* yn, int64_t B, int64_t d,
   output_y<double>(g, y, yn, B, d, ld, dt);
 }
 
+// The forward over rows [b0, b0 + nb) of the batch (one thread's share; rows never interact).
+template <typename T>
+void forward_rows(const T* x_rows, int64_t d_in, const T* VfT, const T* bias, T* G, const T* WfT, const T* WyfT,
+                  T* ys, T* zs, int64_t L, int64_t B, int64_t d, T dt, int64_t b0, int64_t nb) {
+  const int m = nb, dd = d, ld = 4 * d, k_in = d_in;
+  for (int64_t n = 0; n < L; ++n) {
+    T* g = G + (n * B + b0) * ld;
+    const T* y = ys + (n * B + b0) * d;
+    T* z_next = zs + ((n + 1) * B + b0) * d;
+    if (d_in > 0) {  // this step's input projections, made here so that G is written once, in cache
+      for (int64_t r = 0; r < nb; ++r) std::copy(bias, bias + ld, g + r * ld);
+      gemm_acc<T>(false, false, m, ld, k_in, x_rows + (n * B + b0) * d_in, k_in, VfT, ld, g, ld);  // += x_n Vf^T
+    }
+    gemm_acc<T>(false, false, m, 3 * dd, dd, y, dd, WfT, 3 * dd, g, ld);  // [p_y | p_z | 2 q_z] += y Wf^T
+    gates_z_step(g, zs + (n * B + b0) * d, z_next, nb, d, ld, dt);
+    gemm_acc<T>(false, false, m, dd, dd, z_next, dd, WyfT, dd, g + 3 * d, ld);  // 2 q_y += z_n Wyf^T
+    output_y_step(g, y, ys + ((n + 1) * B + b0) * d, nb, d, ld, dt);
+  }
+}
+
+// Batch rows are independent, so the threads split the batch and each runs the whole time loop on its
+// rows with single-threaded BLAS (MKL and OpenBLAS run sequentially inside a parallel region): no
+// synchronisation per step, where a threaded BLAS call on a (B, d) tile pays a fork and a join per matmul.
+// Shares below kMinRows rows would make the matmuls too thin to pay for a second thread.
+constexpr int64_t kMinRows = 8;
+
+template <typename F>
+void for_row_shares(int64_t B, const F& body) {
+  at::parallel_for(0, B, kMinRows, [&](int64_t b0, int64_t b1) { body(b0, b1 - b0); });
+}
+
 template <typename T>
 void forward_impl(const T* x_rows, int64_t d_in, const T* VfT, const T* bias, T* G, const T* WfT, const T* WyfT,
                   T* ys, T* zs, int64_t L, int64_t B, int64_t d, T dt) {
-  const int b = B, dd = d, ld = 4 * d, k_in = d_in;
-  for (int64_t n = 0; n < L; ++n) {
-    T* g = G + n * B * ld;
-    const T* y = ys + n * B * d;
-    T* z_next = zs + (n + 1) * B * d;
-    if (d_in > 0) {  // this step's input projections, made here so that G is written once, in cache
-      for (int64_t r = 0; r < B; ++r) std::copy(bias, bias + ld, g + r * ld);
-      gemm_acc<T>(false, b, ld, k_in, x_rows + n * B * d_in, k_in, VfT, ld, g, ld);  // += x_n Vf^T
-    }
-    gemm_acc<T>(false, b, 3 * dd, dd, y, dd, WfT, 3 * dd, g, ld);                  // [p_y | p_z | 2 q_z] += y Wf^T
-    gates_z_step(g, zs + n * B * d, z_next, B, d, ld, dt);
-    gemm_acc<T>(false, b, dd, dd, z_next, dd, WyfT, dd, g + 3 * d, ld);  // 2 q_y += z_n Wyf^T
-    output_y_step(g, y, ys + (n + 1) * B * d, B, d, ld, dt);
-  }
+  for_row_shares(B, [&](int64_t b0, int64_t nb) {
+    forward_rows<T>(x_rows, d_in, VfT, bias, G, WfT, WyfT, ys, zs, L, B, d, dt, b0, nb);
+  });
 }
 
 // x_rows (L B, d_in) time-major inputs; VfT (d_in, 4d) and bias (4d): G's input weights and biases with the
@@ -246,35 +269,77 @@ void gate_backward_step(const double* dx_in, double* dx_out, const double* s, co
   gate_backward<double, kExtra>(dx_in, dx_out, s, t, ds, dtt, x, extra, extra_ld, B, d, ld, dt);
 }
 
-// The backward, in blocks of `block` steps walked from the end. Per step it writes the gradients of
-// [p_y | p_z | q_z | q_y] into a (block, B, 4d) tile, and per block it folds that tile into the weight and
-// input gradients with a few large matmuls, so no (L, B, 4d) gradient is ever allocated and the tile stays
-// in cache.
+// Asks for `len` elements from p to be brought into cache (64-byte lines) ahead of use.
+template <typename T>
+inline void prefetch(const T* p, int64_t len) {
+  for (int64_t j = 0; j < len; j += 64 / sizeof(T)) __builtin_prefetch(p + j, 0, 3);
+}
+
+// One thread's share of the backward: batch rows [b0, b0 + nb), all L steps, walked from the end in blocks
+// of `block` steps. Per step it writes the gradients of [p_y | p_z | q_z | q_y] into its own tile
+// (block nb, 4d) and copies the rows the weight gradients pair them with (y_{n-1}, z_n, x_n) into tiles
+// alike; per block it folds the tiles into its own weight and input-weight gradients with a few matmuls.
+// So no (L, B, 4d) gradient is ever allocated, the tiles stay in this core's cache, and the threads never
+// wait for each other: their gradients are summed once, at the end.
+template <typename T>
+struct BackwardShare {
+  const T *G, *dY, *W, *Wy, *ys, *zs, *x_rows, *Vp;
+  int64_t sl, sb, L, B, d, d_in, block;
+  T dt;
+  T *cur, *next, *dz;  // the carries at rows b0 of the (B, d) tiles
+  T *dWt, *dWyt, *dbias, *dVp, *dx_rows;  // this share's own accumulators (dWt (d, 3d), dWyt (d, d)); dx rows
+  T *tile, *ytile, *ztile, *xtile;        // (block nb, 4d | d | d | d_in) scratch
+
+  void run(int64_t b0, int64_t nb) {
+    const int m = nb, dd = d, ld = 4 * d, k_in = d_in;
+    for (int64_t hi = L; hi > 0; hi -= block) {
+      const int64_t lo = std::max<int64_t>(0, hi - block);
+      for (int64_t n = hi - 1; n >= lo; --n) {
+        const T* g = G + (n * B + b0) * ld;
+        const T* y = ys + (n * B + b0) * d;
+        const T* z = zs + (n * B + b0) * d;
+        const int64_t row = (n - lo) * nb;
+        T* dg = tile + row * ld;
+        if (n > 0) {  // the walk runs down through memory, which hardware prefetchers follow poorly
+          prefetch(g - B * ld, nb * ld);
+          prefetch(y - B * d, nb * d);
+          prefetch(z - B * d, nb * d);
+          for (int64_t r = 0; r < nb; ++r) prefetch(dY + (n - 1) * sl + (b0 + r) * sb, d);
+        }
+        std::copy(y, y + nb * d, ytile + row * d);
+        std::copy(z + B * d, z + B * d + nb * d, ztile + row * d);
+        std::copy(x_rows + (n * B + b0) * d_in, x_rows + (n * B + b0 + nb) * d_in, xtile + row * d_in);
+        // the y gate (s_y at 0, tanh q_y at 3d), its incoming gradient cur + dY_n
+        gate_backward_step<true>(cur, next, g, g + 3 * d, dg, dg + 3 * d, y, dY + n * sl + b0 * sb, sb, nb, d, ld,
+                                 dt);
+        gemm_acc<T>(false, false, m, dd, dd, dg + 3 * d, ld, Wy, dd, dz, dd);  // dz += dq_y Wy
+        // the z gate (s_z at d, tanh q_z at 2d), in place on dz
+        gate_backward_step<false>(dz, dz, g + d, g + 2 * d, dg + d, dg + 2 * d, z, nullptr, 0, nb, d, ld, dt);
+        gemm_acc<T>(false, false, m, dd, 3 * dd, dg, ld, W, dd, next, dd);  // dy_{n-1} = next + [dp_y|dp_z|dq_z] W
+        std::swap(cur, next);
+        if (d_in > 0) {  // dx_n = dG_n Vp
+          T* dx = dx_rows + (n * B + b0) * d_in;
+          std::fill(dx, dx + nb * d_in, T(0));
+          gemm_acc<T>(false, false, m, k_in, ld, dg, ld, Vp, k_in, dx, k_in);
+        }
+      }
+      // fold the block: dW^T += Y^T dG[:, :3d], dWy^T += Z^T dG[:, 3d:], dVp += dG^T X, dbias += 1^T dG
+      const int rows = (hi - lo) * nb;
+      gemm_acc<T>(true, false, dd, 3 * dd, rows, ytile, dd, tile, ld, dWt, 3 * dd);
+      gemm_acc<T>(true, false, dd, dd, rows, ztile, dd, tile + 3 * d, ld, dWyt, dd);
+      if (d_in > 0) gemm_acc<T>(true, false, ld, k_in, rows, tile, ld, xtile, k_in, dVp, k_in);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < ld; ++j) dbias[j] += tile[r * ld + j];
+    }
+  }
+};
+
+// The backward (see BackwardShare).
 //   G: the forward's saved gates; ys, zs: its states; x_rows (L B, d_in), Vp (4d, d_in): its input rows and
 //   reordered input weights. W, Wy: the plain weights. dYt: (L, B, d) time-major view of the output
 //   gradient (last dim contiguous). dy, dz: (B, d) contiguous, the gradients at y_L, z_L; on return, those
-//   at y_0, z_0. Outputs: dW (3d, d) and dWy (d, d), overwritten; dbias (4d) = the gradient of G's bias
-//   row and dVp (4d, d_in), zero-initialised by the caller; dx_rows (L B, d_in), overwritten.
-template <typename T>
-void backward_block(const T* G, T* tile, const T* dY, int64_t sl, int64_t sb, const T* W, const T* Wy,
-                    const T* ys, const T* zs, T*& cur, T*& next, T* dz, int64_t lo, int64_t hi, int64_t B,
-                    int64_t d, T dt) {
-  const int b = B, dd = d, ld = 4 * d;
-  for (int64_t n = hi - 1; n >= lo; --n) {
-    const T* g = G + n * B * ld;
-    T* dg = tile + (n - lo) * B * ld;
-    // the y gate (s_y at 0, tanh q_y at 3d), its incoming gradient cur + dY_n
-    gate_backward_step<true>(cur, next, g, g + 3 * d, dg, dg + 3 * d, ys + n * B * d, dY + n * sl, sb, B, d, ld,
-                           dt);
-    gemm_acc<T>(false, b, dd, dd, dg + 3 * d, ld, Wy, dd, dz, dd);  // dz += dq_y Wy
-    // the z gate (s_z at d, tanh q_z at 2d), in place on dz
-    gate_backward_step<false>(dz, dz, g + d, g + 2 * d, dg + d, dg + 2 * d, zs + n * B * d, nullptr, 0, B, d, ld,
-                            dt);
-    gemm_acc<T>(false, b, dd, 3 * dd, dg, ld, W, dd, next, dd);  // dy_{n-1} = next + [dp_y | dp_z | dq_z] W
-    std::swap(cur, next);
-  }
-}
-
+//   at y_0, z_0. Outputs, all overwritten: dW (3d, d), dWy (d, d), dbias (4d) = the gradient of G's bias
+//   row, dVp (4d, d_in), dx_rows (L B, d_in). block: steps per fold.
 void lem_backward(const at::Tensor& G, const at::Tensor& dYt, const at::Tensor& W, const at::Tensor& Wy,
                   const at::Tensor& ys, const at::Tensor& zs, const at::Tensor& x_rows, const at::Tensor& Vp,
                   at::Tensor dy, at::Tensor dz, at::Tensor dW, at::Tensor dWy, at::Tensor dbias,
@@ -287,38 +352,44 @@ void lem_backward(const at::Tensor& G, const at::Tensor& dYt, const at::Tensor& 
   TORCH_CHECK(dy.is_contiguous() && dz.is_contiguous() && dy.sizes() == at::IntArrayRef({B, d}) &&
                   dz.sizes() == dy.sizes(),
               "dy, dz must be contiguous (B, d)");
+  TORCH_CHECK(x_rows.is_contiguous() && Vp.is_contiguous() && dx_rows.is_contiguous() && dVp.is_contiguous(),
+              "x_rows, Vp, dx_rows and dVp must be contiguous");
   TORCH_CHECK(x_rows.dim() == 2 && x_rows.size(0) == L * B && Vp.size(0) == 4 * d &&
                   Vp.size(1) == x_rows.size(1) && dx_rows.sizes() == x_rows.sizes() && dVp.sizes() == Vp.sizes(),
               "x_rows (L B, d_in), Vp (4d, d_in) and their gradients must match");
   TORCH_CHECK(block >= 1, "block must be >= 1");
-  auto tile = at::empty({std::min(block, L), B, 4 * d}, G.options());
+  TORCH_CHECK(dW.sizes() == W.sizes() && dWy.sizes() == Wy.sizes() && dbias.numel() == 4 * d,
+              "dW, dWy, dbias must match W, Wy and G's bias row");
+  const auto d_in = x_rows.size(1);
+  block = std::min(block, L);
+  // one set of accumulators and scratch tiles per thread, summed after the parallel region
+  const int64_t shares = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t scratch = block * (4 * d + 2 * d + d_in);  // per batch row
+  auto acc = at::zeros({shares, d * 3 * d + d * d + 4 * d + 4 * d * d_in}, G.options());
+  auto work = at::empty({B * scratch}, G.options());
   // The y carry ping-pongs between two (B, d) tiles: next = cur (1 - a_y) + [dp_y | dp_z | dq_z] W, the
   // matmul accumulating in place, so that no step copies a tile.
   auto spare = at::empty_like(dy);
-  auto dWt = at::zeros({d, 3 * d}, G.options()), dWyt = at::zeros({d, d}, G.options());
   AT_DISPATCH_FLOATING_TYPES(G.scalar_type(), "lem_backward", [&] {
-    scalar_t* cur = dy.data_ptr<scalar_t>();
-    scalar_t* next = spare.data_ptr<scalar_t>();
-    for (int64_t hi = L; hi > 0; hi -= block) {
-      const int64_t lo = std::max<int64_t>(0, hi - block), nb = hi - lo;
-      backward_block<scalar_t>(G.data_ptr<scalar_t>(), tile.data_ptr<scalar_t>(), dYt.data_ptr<scalar_t>(),
-                               dYt.stride(0), dYt.stride(1), W.data_ptr<scalar_t>(), Wy.data_ptr<scalar_t>(),
-                               ys.data_ptr<scalar_t>(), zs.data_ptr<scalar_t>(), cur, next,
-                               dz.data_ptr<scalar_t>(), lo, hi, B, d, static_cast<scalar_t>(dt));
-      // fold the block: rows lo*B .. hi*B of every (L B, .) quantity
-      auto dG = tile.narrow(0, 0, nb).view({nb * B, 4 * d});
-      // accumulated transposed (states^T dG): with the transposed operand the small one, BLAS runs faster
-      dWt.addmm_(ys.narrow(0, lo, nb).view({nb * B, d}).t(), dG.narrow(1, 0, 3 * d));
-      dWyt.addmm_(zs.narrow(0, lo + 1, nb).view({nb * B, d}).t(), dG.narrow(1, 3 * d, d));
-      dbias.add_(dG.sum(0));
-      auto dx_block = dx_rows.narrow(0, lo * B, nb * B);
-      at::mm_out(dx_block, dG, Vp);
-      dVp.addmm_(dG.t(), x_rows.narrow(0, lo * B, nb * B));
-    }
-    if (cur != dy.data_ptr<scalar_t>()) dy.copy_(spare);
+    using T = scalar_t;
+    for_row_shares(B, [&](int64_t b0, int64_t nb) {
+      T* a = acc.data_ptr<T>() + at::get_thread_num() * acc.size(1);
+      T* w = work.data_ptr<T>() + b0 * scratch;
+      BackwardShare<T> share{G.data_ptr<T>(), dYt.data_ptr<T>(), W.data_ptr<T>(), Wy.data_ptr<T>(),
+                             ys.data_ptr<T>(), zs.data_ptr<T>(), x_rows.data_ptr<T>(), Vp.data_ptr<T>(),
+                             dYt.stride(0), dYt.stride(1), L, B, d, d_in, block, static_cast<T>(dt),
+                             dy.data_ptr<T>() + b0 * d, spare.data_ptr<T>() + b0 * d, dz.data_ptr<T>() + b0 * d,
+                             a, a + 3 * d * d, a + 4 * d * d, a + 4 * d * d + 4 * d, dx_rows.data_ptr<T>(),
+                             w, w + nb * block * 4 * d, w + nb * block * 5 * d, w + nb * block * 6 * d};
+      share.run(b0, nb);
+    });
   });
-  dW.copy_(dWt.t());
-  dWy.copy_(dWyt.t());
+  if (L % 2) dy.copy_(spare);  // every share swapped its carry tiles L times
+  auto total = acc.sum(0);
+  dW.copy_(total.narrow(0, 0, 3 * d * d).view({d, 3 * d}).t());
+  dWy.copy_(total.narrow(0, 3 * d * d, d * d).view({d, d}).t());
+  dbias.copy_(total.narrow(0, 4 * d * d, 4 * d));
+  dVp.copy_(total.narrow(0, 4 * d * d + 4 * d, 4 * d * d_in).view({4 * d, d_in}));
 }
 
 }  // namespace
