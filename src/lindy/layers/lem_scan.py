@@ -105,9 +105,9 @@ class LEMScan(torch.autograd.Function):
         bias = b[perm] + torch.cat([c, by])
         W, Wy = W.contiguous(), Wy.contiguous()
         # the saved buffers (6 B L d) are the forward's main memory traffic: huge pages halve their cost
-        ys = memory.empty(L + 1, B, d, dtype=x.dtype, device=x.device)
-        zs = memory.empty(L + 1, B, d, dtype=x.dtype, device=x.device)
-        G = memory.empty(L, B, 4 * d, dtype=x.dtype, device=x.device)
+        ys = memory.empty(L + 1, B, d, dtype=x.dtype, device=x.device, reuse=True)
+        zs = memory.empty(L + 1, B, d, dtype=x.dtype, device=x.device, reuse=True)
+        G = memory.empty(L, B, 4 * d, dtype=x.dtype, device=x.device, reuse=True)
         ys[0], zs[0] = y0, z0
         native = _native(x)
         if native is not None:
