@@ -50,6 +50,11 @@ def _cases():
         for norm, prenorm in [("layer", True), ("batch", False), ("rms", True)]:
             kwargs = dict(n_layers=2, layer="s4d", layer_kwargs=dict(d_state=4), norm=norm, prenorm=prenorm)
             cases.append(pytest.param(_backbone_factory, kwargs, id=f"backbone-s4d-{norm}-{prenorm}"))
+    # no encoder: the raw features go into the first LEM cell (the LEM paper's models), its input norm
+    # over d_input features
+    if "lem" in LAYERS:
+        kwargs = dict(n_layers=2, layer="lem", norm="layer", residual=False, encoder=False)
+        cases.append(pytest.param(_backbone_factory, kwargs, id="backbone-lem-no-encoder"))
     return cases
 
 

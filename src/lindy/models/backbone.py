@@ -37,7 +37,7 @@ class SequenceModel(nn.Module):
 
     Maths (H = d_model; N = norm; D = dropout; f_i the i-th layer; g_i its optional feed-forward part):
 
-        h^0 = W_e x + b_e   (features)   or   h^0_t = E[x_t]   (tokens)
+        h^0 = W_e x + b_e   (features)   or   h^0_t = E[x_t]   (tokens)   or   h^0 = x   (encoder=False)
         prenorm:  u = h + D(f_i(N(h))),  h^i = u + D(g_i(N'(u)));   then h = N_final(h^n)
         postnorm: u = N(h + D(f_i(h))),  h^i = N'(u + D(g_i(u)));  (no final norm)
         y = W_d pool(h) + b_d,  pool in {mean over t, h_L, identity}
@@ -70,6 +70,10 @@ class SequenceModel(nn.Module):
         pooling: "mean" | "last" | "none" (per-step outputs); the head is this pooling + the decoder.
         tie_embeddings: share the embedding matrix with the decoder (tokens in, same vocabulary out).
         residual: skip connections around each block (False: a plain stack of layers).
+        encoder: the Linear encoder d_input -> H before the blocks. False feeds the raw features to the first
+            block's layer (built with ``d_input=``; needs residual=False, features not tokens, and a layer
+            taking d_input such as LEM): the single-cell models of the LEM paper, whose cell projects its
+            input itself.
 
     Parameters keep whatever optimiser hints (``_optim``) their layers set; nothing else is marked.
     """
@@ -92,6 +96,7 @@ class SequenceModel(nn.Module):
         pooling: str = "mean",
         tie_embeddings: bool = False,
         residual: bool = True,
+        encoder: bool = True,
     ):
         super().__init__()
         self.d_input = check_positive_int("d_input", d_input)
@@ -102,6 +107,9 @@ class SequenceModel(nn.Module):
         _check_bool("prenorm", prenorm)
         _check_bool("tie_embeddings", tie_embeddings)
         _check_bool("residual", residual)
+        _check_bool("encoder", encoder)
+        if not encoder and tokens:
+            raise ValueError("encoder=False needs feature inputs: token ids (tokens=True) need the embedding")
         for name, value, choices in [
             ("norm", norm, NORMS),
             ("mlp", mlp, FEEDFORWARDS),
@@ -118,7 +126,10 @@ class SequenceModel(nn.Module):
             )
         self.pooling = pooling
 
-        self.encoder = nn.Embedding(d_input, d_model) if tokens else nn.Linear(d_input, d_model)
+        if not encoder:
+            self.encoder = nn.Identity()
+        else:
+            self.encoder = nn.Embedding(d_input, d_model) if tokens else nn.Linear(d_input, d_model)
         self.blocks = nn.ModuleList(
             ResidualBlock(
                 d_model,
@@ -130,8 +141,9 @@ class SequenceModel(nn.Module):
                 mlp=mlp,
                 mlp_ratio=mlp_ratio,
                 residual=residual,
+                d_input=d_input if (i == 0 and not encoder) else None,
             )
-            for _ in range(n_layers)
+            for i in range(n_layers)
         )
         self.final_norm = make_norm(norm, d_model) if prenorm else nn.Identity()
         self.pool = SequencePooling(pooling)
@@ -186,7 +198,7 @@ class SequenceModel(nn.Module):
                     f"{name} must be a floating tensor of features (tokens=False), got dtype {x.dtype}; "
                     "integer token ids need tokens=True"
                 )
-            dtype = self.encoder.weight.dtype
+            dtype = self.decoder.weight.dtype
             autocast = torch.is_autocast_enabled(x.device.type) if x.device.type in ("cpu", "cuda") else False
             if x.dtype != dtype and not autocast:
                 raise TypeError(

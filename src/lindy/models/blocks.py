@@ -94,10 +94,13 @@ class ResidualBlock(nn.Module):
     """A contract layer (and an optional feed-forward part) with residual connections and norms.
 
     Shapes: ``forward``: x (B, L, H) -> (B, L, H); ``step``: x_t (B, H) -> (B, H); ``forward_with_state``:
-    (B, Lc, H) -> (B, Lc, H). The state is the layer's state (the norms and g have none).
+    (B, Lc, H) -> (B, Lc, H), the input's last dim being ``d_input`` where that is given. The state is the
+    layer's state (the norms and g have none).
 
     Args:
         d_model: H, the width of the residual stream (the layer is built with d_model = d_input = H).
+        d_input: the width of the block's input when it is not H (the first block of a model without an
+            encoder): the layer is then built with ``d_input=`` this, and the block cannot be residual.
         layer: registered layer name (``"s4d"``) or a SequenceLayer class; built as
             ``build_layer(layer, d_model, **layer_kwargs)``.
         prenorm, norm, dropout, residual: see the module docstring.
@@ -116,6 +119,7 @@ class ResidualBlock(nn.Module):
         mlp: str | None = None,
         mlp_ratio: float = 2,
         residual: bool = True,
+        d_input: int | None = None,
     ):
         super().__init__()
         check_choice("norm", norm, NORMS)
@@ -123,13 +127,31 @@ class ResidualBlock(nn.Module):
         check_finite_number("dropout", dropout, low=0.0, high=1.0)
         self.prenorm = bool(prenorm)
         self.residual = bool(residual)
-        self.layer: SequenceLayer = _build_sequence_layer(layer, d_model, layer_kwargs)
-        if self.layer.d_input != d_model or self.layer.d_model != d_model:
+        d_in = d_model if d_input is None else d_input
+        if d_in != d_model:
+            if self.residual:
+                raise ValueError(
+                    f"a block whose input width d_input={d_in} differs from d_model={d_model} cannot add its "
+                    "input to its output: set residual=False (or keep the model's encoder)"
+                )
+            if layer_kwargs and "d_input" in layer_kwargs:
+                raise ValueError("layer_kwargs must not set 'd_input': the block passes its input width")
+            layer_kwargs = {**(layer_kwargs or {}), "d_input": d_in}
+        try:
+            self.layer: SequenceLayer = _build_sequence_layer(layer, d_model, layer_kwargs)
+        except TypeError as err:
+            if d_in == d_model or "d_input" not in str(err):
+                raise
             raise ValueError(
-                f"a residual block needs a layer with d_input = d_model = {d_model}, "
+                f"layer {layer!r} takes no d_input argument, so it cannot read the d_input={d_in} raw "
+                "features of a model without an encoder: keep the encoder (encoder=True)"
+            ) from err
+        if self.layer.d_input != d_in or self.layer.d_model != d_model:
+            raise ValueError(
+                f"a block needs a layer with d_input = {d_in}, d_model = {d_model}, "
                 f"got d_input={self.layer.d_input}, d_model={self.layer.d_model}"
             )
-        self.norm = make_norm(norm, d_model)
+        self.norm = make_norm(norm, d_in if self.prenorm else d_model)
         self.dropout = nn.Dropout(dropout)
         self.ff = FeedForward(d_model, mlp, mlp_ratio, dropout) if mlp else None
         self.ff_norm = make_norm(norm, d_model) if mlp else None

@@ -18,10 +18,10 @@ def build_model(model_cfg: Mapping[str, Any], info) -> SequenceModel:
     """Build a SequenceModel for the data set described by ``info`` (a ``lindy.data.TaskInfo``).
 
     ``model_cfg`` holds SequenceModel keyword arguments (d_model, n_layers, layer, layer_kwargs, prenorm,
-    norm, dropout, mlp, mlp_ratio, pooling, tie_embeddings, residual). d_input, d_output and tokens come
-    from ``info``. The head is the pooling of ``info.task`` (``TASK_POOLING``: mean for classification
-    and regression, none for per-step regression and language modelling) unless the config sets pooling
-    (``None`` means the task's default) to another one the task allows (``TASK_POOLINGS``).
+    norm, dropout, mlp, mlp_ratio, pooling, tie_embeddings, residual, encoder). d_input, d_output and
+    tokens come from ``info``. The head is the pooling of ``info.task`` (``TASK_POOLING``: mean for
+    classification and regression, none for per-step regression and language modelling) unless the config
+    sets pooling (``None`` means the task's default) to another one the task allows (``TASK_POOLINGS``).
     """
     cfg = dict(model_cfg)
     for key in _FROM_DATA:
