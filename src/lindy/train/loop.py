@@ -276,8 +276,8 @@ class Trainer:
         return sums.result()
 
     # ------------------------------------------------------------------------------------------------
-    def _end_of_interval(self, started: float, tokens: int) -> None:
-        """Validate, log, and write last (and best) checkpoints."""
+    def _end_of_interval(self, started: float, tokens: int, epoch_done: bool = False) -> None:
+        """Validate, log, and write last (and best) checkpoints; after an epoch, start its loss anew."""
         p, metric = self.progress, self.info.metric
         self._last_eval_step = p.step
         val = self.evaluate(self.data.val)
@@ -305,6 +305,8 @@ class Trainer:
                 f"val loss {val['loss']:.4f}, val {metric} {score:.4f}, {row['tokens_per_s']} tokens/s",
                 flush=True,
             )
+        if epoch_done:  # before saving: a run resumed from this checkpoint starts the epoch's mean empty
+            p.loss_sum, p.loss_count = 0.0, 0
         if better:
             self.save("best.pt")
         self.save("last.pt")
@@ -354,8 +356,7 @@ class Trainer:
                     self.save("last.pt")
                 if last_of_epoch:
                     p.epoch, p.batch = p.epoch + 1, 0
-                    self._end_of_interval(started, tokens)
-                    p.loss_sum, p.loss_count = 0.0, 0
+                    self._end_of_interval(started, tokens, epoch_done=True)
                 if kill_after is not None and p.step == kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)  # fault injection for the resume test
                 if p.step >= self.total_steps:
