@@ -35,12 +35,12 @@ def run_lindy(args, *, module="lindy.train", launcher=None, check=False, timeout
     return proc
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny():
-    return list(TINY)
+    return tuple(TINY)  # a tuple, so no test can change what the others get
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def lindy_cli():
     """Run ``python -m lindy.train`` (or another module) in a subprocess: ``lindy_cli(args, ...)``."""
     return run_lindy

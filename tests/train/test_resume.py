@@ -17,13 +17,20 @@ def rows(run_dir):
         ]
 
 
+@pytest.fixture(scope="module")
+def whole(tiny, lindy_cli, tmp_path_factory):
+    """The uninterrupted run both resume cases are compared with (trained once)."""
+    run_dir = tmp_path_factory.mktemp("whole")
+    lindy_cli([*tiny, f"trainer.run_dir={run_dir}"], check=True)
+    return run_dir
+
+
 # 8 steps per epoch, checkpoints every 3 steps. Killed after step 11 (epoch 1, batch 3): resumes from step 9
 # and redoes steps 10-11. Killed after step 8: resumes from the end-of-epoch checkpoint, whose running
 # training loss must already be the new epoch's (empty), or the next epoch's logged train_loss is wrong.
 @pytest.mark.parametrize(("kill_after", "resumes_at"), [(11, 9), (8, 8)], ids=["mid_epoch", "epoch_end"])
-def test_sigkill_then_resume_is_bit_identical(tiny, tmp_path, lindy_cli, kill_after, resumes_at):
-    whole, broken = tmp_path / "whole", tmp_path / "broken"
-    lindy_cli([*tiny, f"trainer.run_dir={whole}"], check=True)
+def test_sigkill_then_resume_is_bit_identical(whole, tiny, tmp_path, lindy_cli, kill_after, resumes_at):
+    broken = tmp_path / "broken"
 
     killed = lindy_cli(
         [
