@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 import pytest
 
 # a tiny experiment: the adding problem at length 20, one small S4D block, dropout on (so that resume
@@ -26,21 +22,6 @@ TINY = [
 ]
 
 
-def run_lindy(args, *, module="lindy.train", launcher=None, check=False, timeout=300):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, *(launcher or []), "-m", module, *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
 @pytest.fixture(scope="session")
 def tiny():
     return tuple(TINY)  # a tuple, so no test can change what the others get
-
-
-@pytest.fixture(scope="session")
-def lindy_cli():
-    """Run ``python -m lindy.train`` (or another module) in a subprocess: ``lindy_cli(args, ...)``."""
-    return run_lindy

@@ -13,13 +13,14 @@ form (bidirectional ones) raise ``NotImplementedError`` from the recurrent metho
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from lindy._checks import check_choice, check_finite_number, check_positive_int
 
 State = Tensor | tuple[Tensor, ...]
 
@@ -41,32 +42,8 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------------------------------
-# argument checks: every message names the argument and the value it expected
+# input checks: every message names the argument and the value it expected
 # ----------------------------------------------------------------------------------------------------
-def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def check_finite_number(name: str, value: Any, *, positive: bool = False, low=None, high=None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
 def check_sequence_input(x: Any, d_model: int, *, name: str = "x", dtype: torch.dtype | None = None) -> None:
     """Raise a clear error unless ``x`` is a floating (batch, length, d_model) tensor with length >= 1.
 
