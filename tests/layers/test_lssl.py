@@ -154,13 +154,13 @@ def test_eval_kernel_is_cached_and_refreshed_after_an_update():
     x = torch.randn(1, 10, 2)
     with torch.no_grad():
         y = layer(x)
-        assert torch.equal(layer(x), y) and "kernel" in layer._cache
+        assert torch.equal(layer(x), y) and layer._cache.value("kernel") is not None
         layer.C.add_(1.0)
         assert not torch.allclose(layer(x), y)
         layer.rate = 3.0
-        assert layer._cache["kernel"][0][1] == 1.0
+        assert layer._cache.key("kernel") == (10, 1.0)
         layer(x)
-        assert layer._cache["kernel"][0][1] == 3.0
+        assert layer._cache.key("kernel") == (10, 3.0)
 
 
 def test_invalid_rate_is_refused():

@@ -68,18 +68,18 @@ def test_kernel_cache_in_eval_and_invalidation():
     x = torch.randn(1, 10, 3)
     with torch.no_grad():
         y1 = layer(x)
-        cached = layer._cache[1][0]
+        cached = layer._cache.value("kernel")[0]
         layer(x)
-        assert layer._cache[1][0] is cached, "eval-mode kernel was recomputed for the same length"
+        assert layer._cache.value("kernel")[0] is cached, "eval-mode kernel was recomputed for the same length"
         layer.log_dt.add_(0.5)  # an in-place update (as an optimiser step does) must invalidate it
         y2 = layer(x)
-        assert layer._cache[1][0] is not cached
+        assert layer._cache.value("kernel")[0] is not cached
         assert not torch.allclose(y1, y2)
         layer(torch.randn(1, 7, 3))
-        assert layer._cache[0][0] == 7
+        assert layer._cache.key("kernel") == (7,)
     layer.train()
     layer(x)
-    assert layer._cache is None, "training mode must not cache (the kernel needs a graph)"
+    assert layer._cache.value("kernel") is None, "training mode must not cache (the kernel needs a graph)"
 
 
 def test_optimiser_hints_only_on_ssm_parameters():

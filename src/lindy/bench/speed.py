@@ -30,8 +30,6 @@ import torch
 from torch import nn
 
 FLOOR = "fft_conv_floor"
-# per-layer constructor arguments of the benchmark shape (N = 64 where the layer has a state size)
-LAYER_KWARGS = {"s4d": dict(d_state=64), "lem": dict(), "lssl": dict(d_state=64, learn=1)}
 
 
 class FFTConvFloor(nn.Module):
@@ -51,9 +49,11 @@ class FFTConvFloor(nn.Module):
 def build(name: str, d_model: int, length: int) -> nn.Module:
     if name == FLOOR:
         return FFTConvFloor(d_model, length)
-    from lindy.layers import build_layer
+    from lindy.layers import LAYERS, build_layer
 
-    return build_layer(name, d_model, **LAYER_KWARGS.get(name, {}))
+    # the constructor arguments of the benchmark shape come from the layer's registry entry
+    kwargs = LAYERS[name].bench_kwargs if name in LAYERS else {}
+    return build_layer(name, d_model, **kwargs)
 
 
 def _sync(device):

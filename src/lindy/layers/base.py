@@ -13,7 +13,8 @@ form (bidirectional ones) raise ``NotImplementedError`` from the recurrent metho
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,10 @@ __all__ = [
     "register_layer",
     "build_layer",
     "register_ssm_param",
+    "init_log_dt",
+    "check_dt_range",
+    "fold_skip",
+    "KernelCache",
     "check_sequence_input",
     "check_step_input",
     "check_finite_number",
@@ -117,6 +122,81 @@ def register_ssm_param(
 
 
 # ----------------------------------------------------------------------------------------------------
+# the shell of a convolutional SSM layer: dt init, kernel cache, skip. Plain helpers, no class tree:
+# each family keeps its own kernel and output path.
+# ----------------------------------------------------------------------------------------------------
+def check_dt_range(dt_min: Any, dt_max: Any) -> tuple[float, float]:
+    """(dt_min, dt_max) as floats, both finite and > 0 with dt_min <= dt_max, else a ValueError."""
+    dt_min = check_finite_number("dt_min", dt_min, positive=True)
+    dt_max = check_finite_number("dt_max", dt_max, positive=True)
+    if dt_min > dt_max:
+        raise ValueError(f"dt_min must be <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+    return dt_min, dt_max
+
+
+def init_log_dt(shape: int | Sequence[int], dt_min: float, dt_max: float) -> Tensor:
+    """log dt ~ U[log dt_min, log dt_max], float32 of ``shape`` (one step per feature, head or state).
+
+    Log-uniform steps spread the SSM's timescales over [dt_min, dt_max] (S4, S4D, LSSL, LDNN).
+    Draws ``torch.rand(shape)`` from the global generator.
+    """
+    dt_min, dt_max = check_dt_range(dt_min, dt_max)
+    low, high = math.log(dt_min), math.log(dt_max)
+    return torch.rand(shape) * (high - low) + low
+
+
+def fold_skip(k: Tensor, D: Tensor) -> Tensor:
+    """K with D added at lag 0: (..., L) kernel, (...) skip -> (..., L).
+
+    The skip D u is a convolution with D at lag 0, so folding it into the kernel's first tap gives the same
+    numbers in one convolution and saves a pass over the (B, L, H) activations.
+    """
+    return torch.cat([k[..., :1] + D.to(k.dtype).unsqueeze(-1), k[..., 1:]], dim=-1)
+
+
+class KernelCache:
+    """Eval-mode cache of values a layer builds from its SSM parameters (kernels, discretised matrices).
+
+    ``cache.get(name, params, extra, build, training=module.training)`` returns ``build()``, reused while
+    not training and with grad disabled (a training kernel needs its graph), and only while the key is the
+    same: the parameters'
+    in-place versions (``_version``, which every optimiser step and ``load_state_dict`` bump), device,
+    dtype, and the caller's ``extra`` (length, rate, ...). ``build`` runs with autocast off, so SSM numerics
+    stay in the parameters' precision under mixed precision. Outside eval the cache is emptied.
+    """
+
+    def __init__(self):
+        self._entries: dict[str, tuple[tuple, Any]] = {}
+
+    def get(
+        self, name: str, params: Sequence[Tensor], extra: tuple, build: Callable[[], Any], *, training: bool
+    ) -> Any:
+        """``build()``, or its cached value when not ``training``, grad is off and the key is unchanged."""
+        ref = params[0]
+        use = not training and not torch.is_grad_enabled()
+        key = (extra, ref.device, ref.dtype, tuple(p._version for p in params)) if use else None
+        if use and name in self._entries and self._entries[name][0] == key:
+            return self._entries[name][1]
+        with torch.autocast(ref.device.type, enabled=False):
+            value = build()
+        if use:
+            self._entries[name] = (key, value)
+        else:
+            self._entries.pop(name, None)
+        return value
+
+    def key(self, name: str) -> tuple | None:
+        """The caller's ``extra`` key of the cached entry ``name`` (None when nothing is cached)."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry[0][0]
+
+    def value(self, name: str) -> Any:
+        """The cached value of ``name`` (None when nothing is cached)."""
+        entry = self._entries.get(name)
+        return None if entry is None else entry[1]
+
+
+# ----------------------------------------------------------------------------------------------------
 # the base class
 # ----------------------------------------------------------------------------------------------------
 class SequenceLayer(nn.Module):
@@ -161,8 +241,22 @@ class SequenceLayer(nn.Module):
                 "(a bidirectional layer sees the future); build it with bidirectional=False to stream"
             )
 
+    def state_shape(self) -> tuple[int, ...] | tuple[tuple[int, ...], ...] | None:
+        """The state of one example: a shape, or a tuple of shapes for a tuple state (None: undeclared)."""
+        return None
+
     def initial_state(self, batch_size: int, device=None, dtype=None) -> State:
-        raise NotImplementedError(f"{type(self).__name__} does not implement initial_state")
+        """Zeros of (batch_size, *state_shape()) in the parameters' device and dtype unless given."""
+        shape = self.state_shape()
+        if shape is None:
+            raise NotImplementedError(f"{type(self).__name__} does not implement initial_state")
+        check_positive_int("batch_size", batch_size)
+        ref = next((p for p in self.parameters() if p.is_floating_point()), None)
+        device = device if device is not None else (ref.device if ref is not None else None)
+        dtype = dtype if dtype is not None else (ref.dtype if ref is not None else None)
+        if shape and isinstance(shape[0], tuple):
+            return tuple(torch.zeros(batch_size, *s, device=device, dtype=dtype) for s in shape)
+        return torch.zeros(batch_size, *shape, device=device, dtype=dtype)
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         """One recurrent step: x_t (batch, d_input) -> y_t (batch, d_model), new state."""
@@ -202,7 +296,9 @@ def check_loaded_finite(module: nn.Module, incompatible_keys) -> None:
 # ----------------------------------------------------------------------------------------------------
 @dataclass
 class LayerSpec:
-    """A registered layer: its factory and the tiny configurations the conformance suite runs."""
+    """A registered layer: its factory, the tiny configurations the conformance suite runs, and what the
+    layer promises (capability flags), which the suite and the speed benchmark read instead of special cases.
+    """
 
     name: str
     factory: Callable[..., SequenceLayer]
@@ -210,6 +306,15 @@ class LayerSpec:
     test_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: keyword arguments that must be refused with a ValueError naming the argument (e.g. a NaN dt_min)
     invalid_configs: list[dict[str, Any]] = field(default_factory=list)
+    #: the recurrent mode gives forward's numbers (False for a layer whose parallel mode approximates its
+    #: step, e.g. a spiking layer whose fast neuron predicts the exact LIF); the suite then checks that
+    #: chunked streaming equals the step loop instead
+    exact_recurrence: bool = True
+    #: outputs are differentiable, so finite differences check the gradients (False for spikes: the suite
+    #: then checks that surrogate gradients reach the input and every trainable parameter, finite)
+    differentiable: bool = True
+    #: constructor keyword arguments at the speed benchmark's shape (B=8, H=128, state size ~64)
+    bench_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 LAYERS: dict[str, LayerSpec] = {}
@@ -217,24 +322,38 @@ LAYERS: dict[str, LayerSpec] = {}
 
 def register_layer(
     name: str,
+    cls: type | None = None,
     *,
     test_configs: dict[str, dict[str, Any]] | None = None,
     invalid_configs: list[dict[str, Any]] | None = None,
+    exact_recurrence: bool = True,
+    differentiable: bool = True,
+    bench_kwargs: dict[str, Any] | None = None,
 ):
-    """Class decorator: register a layer under ``name`` (lower case) with its conformance configs.
+    """Register a layer class under ``name`` (lower case) with its conformance configs and capabilities.
 
-    The conformance suite (tests/conformance) instantiates every entry of ``test_configs`` at tiny sizes
-    and checks the whole contract; each entry of ``invalid_configs`` must raise ``ValueError``.
+    Call it at the bottom of the layer's file, ``register_layer("s4d", S4D, test_configs=...)``, so the
+    file reads maths first; it also works as a class decorator when ``cls`` is omitted. The conformance
+    suite (tests/conformance) instantiates every entry of ``test_configs`` at tiny sizes and checks the
+    whole contract; each entry of ``invalid_configs`` must raise ``ValueError``.
     """
 
-    def decorate(cls):
+    def decorate(layer_cls):
         key = name.lower()
-        if key in LAYERS and LAYERS[key].factory is not cls:
+        if key in LAYERS and LAYERS[key].factory is not layer_cls:
             raise ValueError(f"layer name {key!r} is already registered to {LAYERS[key].factory}")
-        LAYERS[key] = LayerSpec(key, cls, dict(test_configs or {"default": {}}), list(invalid_configs or []))
-        return cls
+        LAYERS[key] = LayerSpec(
+            key,
+            layer_cls,
+            dict(test_configs or {"default": {}}),
+            list(invalid_configs or []),
+            exact_recurrence=bool(exact_recurrence),
+            differentiable=bool(differentiable),
+            bench_kwargs=dict(bench_kwargs or {}),
+        )
+        return layer_cls
 
-    return decorate
+    return decorate if cls is None else decorate(cls)
 
 
 def build_layer(name_or_cls: str | type, d_model: int, **kwargs) -> SequenceLayer:

@@ -41,22 +41,28 @@ from torch import Tensor, nn
 
 from lindy.kernels.discretize import gbt_dense, zoh_dense
 from lindy.kernels.fft_conv import causal_conv
+from lindy.kernels.hippo import MEASURES as HIPPO_MEASURES
 from lindy.kernels.hippo import normal_pairs, transition
 from lindy.kernels.krylov import blocked_krylov_kernel, krylov, krylov_kernel
 from lindy.kernels.nplr_kernel import nplr_dense, nplr_gbt_kernel
 from lindy.layers.base import (
+    KernelCache,
     SequenceLayer,
     check_choice,
+    check_dt_range,
     check_finite_number,
     check_positive_int,
+    fold_skip,
+    init_log_dt,
     register_layer,
     register_ssm_param,
 )
 
 __all__ = ["LSSL"]
 
-MEASURES = ("legs", "legt", "lagt", "random", "identity")
-STRUCTURED = ("legs", "legt", "lagt")
+# the HiPPO measures that have a normal-plus-low-rank form LSSL keeps structured, and two dense inits
+STRUCTURED = tuple(m for m in HIPPO_MEASURES if m != "legt_unhalved")
+MEASURES = (*STRUCTURED, "random", "identity")
 DISCRETIZATIONS = ("gbt", "zoh")
 KERNELS = ("blocked", "cauchy", "krylov")
 
@@ -73,34 +79,6 @@ def _dense_init(measure: str, N: int) -> tuple[Tensor, Tensor]:
     return transition(measure, N)
 
 
-@register_layer(
-    "lssl",
-    test_configs={
-        "legs-learn0": dict(d_state=4, learn=0),
-        "legs-learn1-M2": dict(d_state=4, learn=1, channels=2),
-        "legs-learn2": dict(d_state=6, learn=2),
-        "legs-cauchy": dict(d_state=4, channels=2, kernel="cauchy"),
-        "legt-krylov": dict(d_state=4, measure="legt", kernel="krylov"),
-        "legt": dict(d_state=4, measure="legt"),
-        "lagt-euler": dict(d_state=4, measure="lagt", alpha=1.0),
-        "legs-zoh": dict(d_state=4, disc="zoh"),
-        "random-learn2": dict(d_state=3, measure="random", learn=2),
-        "identity": dict(d_state=2, measure="identity", learn=0),
-    },
-    invalid_configs=[
-        dict(d_state=0),
-        dict(channels=0),
-        dict(measure="legx"),
-        dict(learn=3),
-        dict(alpha=1.5),
-        dict(disc="foh"),
-        dict(dt_min=0.2, dt_max=0.1),
-        dict(rate=0.0),
-        dict(kernel="fft"),
-        dict(measure="random", kernel="cauchy"),
-        dict(dropout=-0.1),
-    ],
-)
 class LSSL(SequenceLayer):
     """Linear State-Space Layer. x: (batch, length, d_model) -> y: (batch, length, d_model).
 
@@ -149,10 +127,7 @@ class LSSL(SequenceLayer):
         check_choice("disc", disc, DISCRETIZATIONS)
         check_choice("kernel", kernel, KERNELS)
         self.alpha = check_finite_number("alpha", alpha, low=0.0, high=1.0)
-        dt_min = check_finite_number("dt_min", dt_min, positive=True)
-        dt_max = check_finite_number("dt_max", dt_max, positive=True)
-        if dt_min > dt_max:
-            raise ValueError(f"dt_min must be <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        dt_min, dt_max = check_dt_range(dt_min, dt_max)
         check_finite_number("dropout", dropout, low=0.0, high=1.0)
         for name, value in (("lr", lr), ("dt_lr", dt_lr)):
             if value is not None:
@@ -182,14 +157,14 @@ class LSSL(SequenceLayer):
             A, B = _dense_init(measure, N)
             register_ssm_param(self, "A", A.float().repeat(G, 1, 1), lr=lr, trainable=trainable)
         register_ssm_param(self, "B", B.float().repeat(G, 1), lr=lr, trainable=trainable)
-        log_dt = torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        log_dt = init_log_dt(H, dt_min, dt_max)
         register_ssm_param(self, "log_dt", log_dt, lr=dt_lr, trainable=learn_dt)
         self.C = nn.Parameter(torch.randn(H, M, N))
         self.D = nn.Parameter(torch.randn(H, M))
         self.activation = nn.GELU()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output_linear = nn.Linear(H * M, H)
-        self._cache: dict = {}
+        self._cache = KernelCache()
         self._basis: tuple | None = None
 
     @property
@@ -209,16 +184,7 @@ class LSSL(SequenceLayer):
 
     def _cached(self, name: str, length: int, build):
         """build() cached in eval mode without grad, keyed by the parameters' versions, length and rate."""
-        params = self._ssm_params()
-        key = (length, self.rate, params[0].device, params[0].dtype, tuple(p._version for p in params))
-        use = not self.training and not torch.is_grad_enabled()
-        if use and name in self._cache and self._cache[name][0] == key:
-            return self._cache[name][1]
-        with torch.autocast(params[0].device.type, enabled=False):  # SSM numerics stay in fp32/fp64
-            value = build()
-        if use:
-            self._cache[name] = (key, value)
-        return value
+        return self._cache.get(name, self._ssm_params(), (length, self.rate), build, training=self.training)
 
     def _complex(self, pairs: Tensor) -> Tensor:
         return torch.complex(pairs[..., 0], pairs[..., 1])
@@ -274,12 +240,7 @@ class LSSL(SequenceLayer):
         )
 
     def _kernel_with_skip(self, length: int) -> Tensor:
-        def build():
-            k = self.kernel(length)
-            # D u is a convolution with D at lag 0: folding it into K saves a pass over (B, H, M, L)
-            return torch.cat([k[..., :1] + self.D.unsqueeze(-1), k[..., 1:]], dim=-1)
-
-        return self._cached("kernel", length, build)
+        return self._cached("kernel", length, lambda: fold_skip(self.kernel(length), self.D))
 
     # ------------------------------------------------------------------------------------------------
     # modes
@@ -296,11 +257,8 @@ class LSSL(SequenceLayer):
         y = rearrange(causal_conv(u, k), "b h m l -> b l (h m)").contiguous()
         return self.output_linear(self.dropout(self.activation(y)))
 
-    def initial_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
-        check_positive_int("batch_size", batch_size)
-        device = device if device is not None else self.C.device
-        dtype = dtype if dtype is not None else self.C.dtype
-        return torch.zeros(batch_size, self.d_model, self.d_state, device=device, dtype=dtype)
+    def state_shape(self) -> tuple[int, int]:
+        return (self.d_model, self.d_state)
 
     def _step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         Abar, Bbar = self._cached("discrete", 0, self.discrete)
@@ -321,3 +279,35 @@ class LSSL(SequenceLayer):
         new_state = torch.einsum("hnk,bhk->bhn", torch.linalg.matrix_power(Abar, length), state)
         new_state = new_state + torch.einsum("hnl,bhl->bhn", driven, u.flip(-1))
         return self._output(rearrange(y, "b h m l -> b l h m")), new_state
+
+
+register_layer(
+    "lssl",
+    LSSL,
+    test_configs={
+        "legs-learn0": dict(d_state=4, learn=0),
+        "legs-learn1-M2": dict(d_state=4, learn=1, channels=2),
+        "legs-learn2": dict(d_state=6, learn=2),
+        "legs-cauchy": dict(d_state=4, channels=2, kernel="cauchy"),
+        "legt-krylov": dict(d_state=4, measure="legt", kernel="krylov"),
+        "legt": dict(d_state=4, measure="legt"),
+        "lagt-euler": dict(d_state=4, measure="lagt", alpha=1.0),
+        "legs-zoh": dict(d_state=4, disc="zoh"),
+        "random-learn2": dict(d_state=3, measure="random", learn=2),
+        "identity": dict(d_state=2, measure="identity", learn=0),
+    },
+    invalid_configs=[
+        dict(d_state=0),
+        dict(channels=0),
+        dict(measure="legx"),
+        dict(learn=3),
+        dict(alpha=1.5),
+        dict(disc="foh"),
+        dict(dt_min=0.2, dt_max=0.1),
+        dict(rate=0.0),
+        dict(kernel="fft"),
+        dict(measure="random", kernel="cauchy"),
+        dict(dropout=-0.1),
+    ],
+    bench_kwargs=dict(d_state=64, learn=1),
+)

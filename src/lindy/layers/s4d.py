@@ -24,15 +24,21 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from lindy.kernels.complex_pairs import cmul
+from lindy.kernels.diag_ssm import diag_chunk, diag_step
 from lindy.kernels.discretize import discretize_diag
 from lindy.kernels.fft_conv import bidirectional_conv, causal_conv
 from lindy.kernels.hippo import dplr
 from lindy.kernels.vandermonde import vandermonde_kernel
 from lindy.layers.base import (
+    KernelCache,
     SequenceLayer,
     check_choice,
+    check_dt_range,
     check_finite_number,
     check_positive_int,
+    fold_skip,
+    init_log_dt,
     register_layer,
     register_ssm_param,
 )
@@ -68,35 +74,6 @@ def s4d_init(init: str, d_state: int) -> tuple[Tensor, Tensor, Tensor]:
     return real, imag, b
 
 
-def _cmul(a: Tensor, b: Tensor) -> Tensor:
-    """Product of complex numbers stored as real pairs (..., 2)."""
-    ar, ai = a.unbind(-1)
-    br, bi = b.unbind(-1)
-    return torch.stack([ar * br - ai * bi, ar * bi + ai * br], -1)
-
-
-def _cexp(a: Tensor) -> Tensor:
-    mag = torch.exp(a[..., 0])
-    return torch.stack([mag * torch.cos(a[..., 1]), mag * torch.sin(a[..., 1])], -1)
-
-
-@register_layer(
-    "s4d",
-    test_configs={
-        "lin-zoh": dict(d_state=4),
-        "inv-bilinear": dict(d_state=6, init="inv", disc="bilinear"),
-        "legs": dict(d_state=4, init="legs"),
-        "bidirectional": dict(d_state=4, bidirectional=True),
-    },
-    invalid_configs=[
-        dict(d_state=3),
-        dict(dt_min=float("nan")),
-        dict(dt_min=0.2, dt_max=0.1),
-        dict(init="legt"),
-        dict(disc="euler"),
-        dict(dropout=1.5),
-    ],
-)
 class S4D(SequenceLayer):
     """Diagonal SSM layer (S4D). x: (batch, length, d_model) -> y: (batch, length, d_model).
 
@@ -137,10 +114,7 @@ class S4D(SequenceLayer):
             raise ValueError(f"d_state must be even (N/2 complex conjugate modes), got {d_state}")
         check_choice("init", init, INITS)
         check_choice("disc", disc, DISCRETIZATIONS)
-        dt_min = check_finite_number("dt_min", dt_min, positive=True)
-        dt_max = check_finite_number("dt_max", dt_max, positive=True)
-        if dt_min > dt_max:
-            raise ValueError(f"dt_min must be <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
+        dt_min, dt_max = check_dt_range(dt_min, dt_max)
         check_finite_number("dropout", dropout, low=0.0, high=1.0)
         if lr is not None:
             check_finite_number("lr", lr, positive=True)
@@ -149,7 +123,7 @@ class S4D(SequenceLayer):
         self.recurrent = not self.bidirectional
         H, n_modes = d_model, d_state // 2
 
-        log_dt = torch.rand(H) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        log_dt = init_log_dt(H, dt_min, dt_max)
         real, imag, b = s4d_init(init, d_state)
         register_ssm_param(self, "log_dt", log_dt, lr=lr)
         register_ssm_param(self, "log_A_real", torch.log(-real).float().repeat(H, 1), lr=lr)
@@ -164,7 +138,7 @@ class S4D(SequenceLayer):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.output_linear = nn.Linear(H, 2 * H)
         self.glu = nn.GLU(dim=-1)
-        self._cache: tuple | None = None
+        self._cache = KernelCache()
 
     # ------------------------------------------------------------------------------------------------
     # discretisation and kernel
@@ -173,29 +147,23 @@ class S4D(SequenceLayer):
         """(log Abar, Abar, Bbar) as real pairs of shape (H, N/2, 2), in the parameters' dtype."""
         A = torch.stack([-torch.exp(self.log_A_real), self.A_imag], -1)  # (H, N/2, 2)
         log_abar, abar, factor = discretize_diag(A, torch.exp(self.log_dt), self.disc)
-        return log_abar, abar, _cmul(factor, self.B)
+        return log_abar, abar, cmul(factor, self.B)
 
     def _kernels(self, length: int) -> tuple[Tensor, Tensor | None]:
-        """Causal kernel K (H, L) and, when bidirectional, the anti-causal one; cached in eval mode."""
+        """Causal kernel K (H, L) with D at lag 0 and, when bidirectional, the anti-causal one."""
         params = [self.log_dt, self.log_A_real, self.A_imag, self.B, self.C, self.D]
         if self.bidirectional:
             params.append(self.C_reverse)
-        key = (length, self.log_dt.device, self.log_dt.dtype, tuple(p._version for p in params))
-        use_cache = not self.training and not torch.is_grad_enabled()
-        if use_cache and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        # SSM numerics stay in the parameters' precision, even under autocast
-        with torch.autocast(self.log_dt.device.type, enabled=False):
+
+        def build():
             log_abar, _, bbar = self._discrete()
-            k = vandermonde_kernel(log_abar, 2 * _cmul(self.C, bbar), length)
-            # the skip D u is a convolution with D at lag 0: folding it into K saves a pass over (B, L, H)
-            k = k + torch.nn.functional.pad(self.D.to(k.dtype).unsqueeze(-1), (0, length - 1))
+            k = fold_skip(vandermonde_kernel(log_abar, 2 * cmul(self.C, bbar), length), self.D)
             k_rev = None
             if self.bidirectional:
-                k_rev = vandermonde_kernel(log_abar, 2 * _cmul(self.C_reverse, bbar), length)
-        kernels = (k, k_rev)
-        self._cache = (key, kernels) if use_cache else None
-        return kernels
+                k_rev = vandermonde_kernel(log_abar, 2 * cmul(self.C_reverse, bbar), length)
+            return k, k_rev
+
+        return self._cache.get("kernel", params, (length,), build, training=self.training)
 
     # ------------------------------------------------------------------------------------------------
     # parallel mode
@@ -214,31 +182,39 @@ class S4D(SequenceLayer):
     # ------------------------------------------------------------------------------------------------
     # recurrent mode
     # ------------------------------------------------------------------------------------------------
-    def initial_state(self, batch_size: int, device=None, dtype=None) -> Tensor:
-        check_positive_int("batch_size", batch_size)
-        device = device if device is not None else self.C.device
-        dtype = dtype if dtype is not None else self.C.dtype
-        return torch.zeros(batch_size, self.d_model, self.d_state // 2, 2, device=device, dtype=dtype)
+    def state_shape(self) -> tuple[int, int, int]:
+        return (self.d_model, self.d_state // 2, 2)
 
     def _step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         _, abar, bbar = self._discrete()
-        state = _cmul(abar, state) + bbar * x_t[:, :, None, None]  # (B, H, N/2, 2)
-        y = 2 * _cmul(self.C, state)[..., 0].sum(-1) + self.D * x_t  # (B, H)
-        return self._output(y), state
+        y, state = diag_step(abar, bbar, self.C, state, x_t)
+        return self._output(y + self.D * x_t), state
 
     def _forward_with_state(self, x: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        # Streaming chunks are short, so the (H, N/2, L) powers of Abar are affordable here; the parallel
-        # mode never builds them.
-        length = x.shape[1]
         log_abar, abar, bbar = self._discrete()
-        k, _ = self._kernels(length)
+        k, _ = self._kernels(x.shape[1])
         u = rearrange(x, "b l h -> b h l")
-        steps = torch.arange(length, device=x.device, dtype=log_abar.dtype)
-        powers = _cexp(log_abar.unsqueeze(-2) * steps[:, None])  # Abar^l: (H, N/2, L, 2), closed form
-        # free response of the initial state: 2 Re(C Abar^(l+1) x0); Re(a b) = a_r b_r - a_i b_i
-        c0 = 2 * _cmul(_cmul(self.C, abar), state) * torch.tensor([1.0, -1.0], dtype=x.dtype, device=x.device)
-        y = causal_conv(u, k) + torch.einsum("bhnc,hnlc->bhl", c0, powers)
-        # new state: Abar^L x0 + sum_s Abar^(L-1-s) Bbar u_s
-        driven = torch.einsum("bhl,hnlc->bhnc", u, powers.flip(-2))
-        new_state = _cmul(_cexp(log_abar * length), state) + _cmul(bbar, driven)
+        free, new_state = diag_chunk(log_abar, abar, bbar, self.C, state, u)
+        y = causal_conv(u, k) + free
         return self._output(rearrange(y, "b h l -> b l h")), new_state
+
+
+register_layer(
+    "s4d",
+    S4D,
+    test_configs={
+        "lin-zoh": dict(d_state=4),
+        "inv-bilinear": dict(d_state=6, init="inv", disc="bilinear"),
+        "legs": dict(d_state=4, init="legs"),
+        "bidirectional": dict(d_state=4, bidirectional=True),
+    },
+    invalid_configs=[
+        dict(d_state=3),
+        dict(dt_min=float("nan")),
+        dict(dt_min=0.2, dt_max=0.1),
+        dict(init="legt"),
+        dict(disc="euler"),
+        dict(dropout=1.5),
+    ],
+    bench_kwargs=dict(d_state=64),
+)
