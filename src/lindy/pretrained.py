@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lindy._atomic import atomic_write, atomic_write_text
 from lindy.data.base import TaskInfo
 from lindy.models import SequenceModel, build_model
 
@@ -25,9 +26,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
     # a tied decoder shares storage with the embedding: safetensors stores each storage once
     if "decoder.weight" in tensors and state["model_config"].get("tie_embeddings"):
         tensors.pop("decoder.weight")
-    save_file(tensors, str(out / "model.safetensors"))
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(tensors, str(tmp)))
     config = {"model": state["model_config"], "info": state["info"], "format": "lindy-1"}
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    atomic_write_text(out / "config.json", json.dumps(config, indent=2))
     return out
 
 

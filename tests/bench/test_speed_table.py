@@ -4,6 +4,7 @@ Speed itself is never asserted here (that is what benchmarks/ is for): only that
 the benchmark shape from ``LayerSpec.bench_kwargs``, and reports every case beside the floor.
 """
 
+import pytest
 import torch
 
 from lindy.bench import speed
@@ -22,3 +23,16 @@ def test_tiny_run_reports_every_case_beside_the_floor():
     assert [(r["layer"], r["L"]) for r in rows] == [(speed.FLOOR, 16), ("s4d", 16), ("lssl", 16)]
     assert rows[0]["fwdbwd_vs_floor"] == 1.0 and all(r["fwdbwd_ms"] > 0 for r in rows)
     assert "| s4d | 16 |" in speed.markdown(rows)
+
+
+def test_bad_options_are_refused_naming_the_option(capsys):
+    for argv, option in [
+        (["--lengths", "1024", "0"], "--lengths"),
+        (["--lengths", "-5"], "--lengths"),
+        (["--rounds", "0"], "--rounds"),
+        (["--layers", "s4dd"], "--layers"),
+    ]:
+        with pytest.raises(SystemExit) as err:
+            speed.main(argv)
+        assert err.value.code == 2
+        assert option in capsys.readouterr().err

@@ -14,8 +14,9 @@ Every layer registered with ``lindy.layers.register_layer`` (and every configura
   every trainable parameter);
 - a state_dict round trip through safetensors gives the same outputs;
 - torch.compile runs and matches eager;
-- clear errors for wrong rank, wrong width, integer dtype, empty length, non-finite loaded parameters and
-  the layer's own invalid constructor arguments.
+- clear errors for wrong rank, wrong width, integer dtype, empty length or batch, a NaN or inf input
+  (naming its position), a state of another batch size or dtype, non-finite loaded parameters (refused
+  before anything is copied) and the layer's own invalid constructor arguments.
 
 The backbone (``lindy.models.SequenceModel`` with per-step outputs) runs through the same checks, and so
 does a toy spiking layer defined here (``tests/conformance/toy_spiking.py``), so the paths for the two
@@ -33,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch.func import functional_call
 
 import lindy.layers
-from lindy.layers.base import LAYERS, LayerSpec
+from lindy.layers.base import LAYERS, LayerSpec, set_finite_check
 
 from .toy_spiking import ToySpiking
 
@@ -224,13 +225,61 @@ def test_bad_inputs_raise_clear_errors(factory, kwargs, spec):
 
 
 @pytest.mark.parametrize("factory,kwargs,spec", CASES)
+def test_non_finite_input_is_refused_naming_its_position(factory, kwargs, spec):
+    module = make(factory, kwargs)
+    x = inputs(module)
+    x[1, 7, module.d_input - 1] = float("nan")
+    where = f"batch 1, step 7, feature {module.d_input - 1}"
+    with pytest.raises(ValueError, match=f"NaN or inf .*{where}.*LINDY_CHECK_FINITE=0"):
+        module(x)
+    if is_recurrent(module):
+        state = module.initial_state(BATCH, dtype=torch.float64)
+        with pytest.raises(ValueError, match=f"NaN or inf .*{where}"):
+            module.forward_with_state(x, state)
+        x_t = x[:, 0].clone()
+        x_t[0, 0] = float("inf")
+        with pytest.raises(ValueError, match="x_t contains NaN or inf .*batch 0, feature 0"):
+            module.step(x_t, state)
+    previous = set_finite_check(False)  # the documented way to skip the check for speed
+    try:
+        module(x)
+    finally:
+        set_finite_check(previous)
+
+
+@pytest.mark.parametrize("factory,kwargs,spec", CASES)
+def test_empty_batch_and_foreign_states_are_refused(factory, kwargs, spec):
+    module = make(factory, kwargs)
+    with pytest.raises(ValueError, match="batch >= 1"):
+        module(torch.randn(0, LENGTH, module.d_input, dtype=torch.float64))
+    if not is_recurrent(module):
+        return
+    x = inputs(module)
+    with pytest.raises(ValueError, match="batch >= 1"):
+        module.step(x[:0, 0], module.initial_state(1, dtype=torch.float64))
+    # a state from another batch size (a batch-1 state would broadcast silently) or dtype
+    for state in (module.initial_state(1, dtype=torch.float64), module.initial_state(BATCH + 1)):
+        with pytest.raises((ValueError, TypeError), match=r"state.*(shape|entries)|state.*dtype"):
+            module.step(x[:, 0], state)
+        with pytest.raises((ValueError, TypeError), match=r"state.*(shape|entries)|state.*dtype"):
+            module.forward_with_state(x, state)
+    wrong_dtype = module.initial_state(BATCH, dtype=torch.float32)
+    with pytest.raises(TypeError, match="dtype"):
+        module.step(x[:, 0], wrong_dtype)
+
+
+@pytest.mark.parametrize("factory,kwargs,spec", CASES)
 def test_non_finite_loaded_parameters_are_refused(factory, kwargs, spec):
     module = make(factory, kwargs, torch.float32)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
     state = module.state_dict()
-    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 0)
-    state[name] = state[name].clone().fill_(float("nan"))
-    with pytest.raises(ValueError, match=name.split(".")[-1]):
+    names = [k for k, v in state.items() if v.is_floating_point() and v.numel() > 0]
+    state = {k: v.clone() + 1 if k in names else v for k, v in state.items()}  # all would change...
+    state[names[-1]].fill_(float("nan"))  # ...but the last one is NaN
+    with pytest.raises(ValueError, match=names[-1].split(".")[-1]):
         module.load_state_dict(state)
+    after = module.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items()), "a refused load changed the module"
 
 
 INVALID = [

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from lindy.data.cache import cache_key, cached_tensors
+from lindy.data.cache import cache_key, cached_splits, cached_tensors
 
 
 def counting_builder(value):
@@ -57,3 +57,61 @@ def test_corrupt_cache_file_is_rebuilt_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="unreadable cache file"):
         out = cached_tensors("toy", {}, 1, build, cache_dir=tmp_path)
     assert len(calls) == 2 and torch.equal(out["x"], torch.ones(3))
+
+
+def test_write_is_atomic_and_leaves_only_the_entry(tmp_path):
+    build, _ = counting_builder(1)
+    cached_tensors("toy", {}, 1, build, cache_dir=tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [f"toy-{cache_key('toy', {}, 1)}.safetensors"]
+
+
+def test_unwritable_cache_folder_warns_and_still_returns(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    build, calls = counting_builder(2)
+    with pytest.warns(UserWarning, match="cannot write the data cache"):
+        out = cached_tensors("toy", {}, 1, build, cache_dir=blocker / "cache")
+    assert len(calls) == 1 and torch.equal(out["x"], torch.full((3,), 2.0))
+
+
+def test_failed_build_of_the_file_leaves_no_temp_file(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    def broken(tensors, path):
+        with open(path, "wb") as f:
+            f.write(b"half")  # a torn file, as a full disk leaves it
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    build, _ = counting_builder(1)
+    with pytest.warns(UserWarning, match="cannot write the data cache"):
+        cached_tensors("toy", {}, 1, build, cache_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_root_places_the_cache_beside_the_users_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("LINDY_CACHE", raising=False)
+    build, calls = counting_builder(1)
+    cached_tensors("toy", {}, 1, build, root=tmp_path)
+    assert len(list((tmp_path / "lindy-cache").glob("toy-*.safetensors"))) == 1
+    monkeypatch.setenv("LINDY_CACHE", str(tmp_path / "env"))
+    cached_tensors("toy", {}, 1, build, root=tmp_path)
+    assert len(list((tmp_path / "env").glob("toy-*.safetensors"))) == 1 and len(calls) == 2
+
+
+def test_cached_splits_builds_in_order_once_and_keys_by_split(tmp_path):
+    order = []
+
+    def build_split(split):
+        order.append(split)
+        return {"x": torch.full((2,), float(len(order))), "y_n": torch.tensor([len(split)])}
+
+    splits = ("test", "val", "train")
+    a = cached_splits("toy", {}, 1, build_split, splits, cache_dir=tmp_path)
+    b = cached_splits("toy", {}, 1, build_split, splits, cache_dir=tmp_path)
+    assert order == ["test", "val", "train"]  # built once, in the order given
+    for out in (a, b):
+        assert sorted(out) == ["test", "train", "val"] and sorted(out["val"]) == ["x", "y_n"]
+        assert torch.equal(out["train"]["x"], torch.full((2,), 3.0)) and int(out["val"]["y_n"]) == 3
+    uncached = cached_splits("toy", {}, 1, build_split, ("a",), enabled=False)
+    assert list(uncached) == ["a"] and order[-1] == "a" and not list(tmp_path.glob("*.tmp*"))

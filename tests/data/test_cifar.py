@@ -2,10 +2,7 @@
 ncifar; layouts checked against the reference transforms (S4's raster order and split, LEM's rows)."""
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -227,17 +224,8 @@ def test_tampered_pickle_runs_no_code(tmp_path, capsys):
     assert "pwned" not in capsys.readouterr().out
 
 
-def train(args):
-    """``python -m lindy.train ARGS`` in a subprocess (as tests/train do); fails with its output."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lindy.train", *args], capture_output=True, text=True, env=env
-    )
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
-
-
 @pytest.mark.slow
-def test_lem_ncifar_experiment_runs(cifar, tmp_path):
+def test_lem_ncifar_experiment_runs(cifar, tmp_path, lindy_cli):
     root, _, _ = cifar
     run = tmp_path / "run"
     args = [
@@ -253,7 +241,7 @@ def test_lem_ncifar_experiment_runs(cifar, tmp_path):
         "trainer.threads=1",
         f"trainer.run_dir={run}",
     ]
-    train(args)
+    lindy_cli(args, check=True)  # python -m lindy.train ARGS, in a subprocess
     summary = json.loads((run / "summary.json").read_text())
     assert summary["experiment"] == "lem/ncifar" and summary["steps"] == 2
     assert 0.0 <= summary["test"]["accuracy"] <= 1.0

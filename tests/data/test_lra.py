@@ -171,7 +171,7 @@ def test_listops_reader_truncates_and_rejects_bad_files(tmp_path):
     (tmp_path / "listops").rename(tmp_path / "listops-1000")  # the release's own folder name
     write_listops_tsv(tmp_path / "listops-1000" / "basic_test.tsv", [("7", 7)])
     assert int(build_data("listops", root=str(tmp_path), cache=False).test[0][1]) == 7
-    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+    with pytest.raises(ValueError, match="n_train must be a positive int, got 0"):
         build_data("listops_generated", n_train=0)
     with pytest.raises(ValueError, match="no tree with max_depth=2"):
         build_data("listops_generated", max_depth=2, n_train=1, n_val=1, n_test=1, cache=False)
@@ -239,7 +239,7 @@ def test_pathfinder_generated_builder():
     assert not torch.equal(data.train.pixels[:4], data.val.pixels)
     with pytest.raises(ValueError, match="resolution must be a multiple of 32"):
         build_data("pathfinder_generated", resolution=48)
-    with pytest.raises(ValueError, match="contour_length must be an integer >= 2"):
+    with pytest.raises(ValueError, match="contour_length must be an int >= 2, got 1"):
         build_data("pathfinder_generated", contour_length=1)
 
 

@@ -33,7 +33,7 @@ def test_stream_seeds_differ_and_repeat():
     seeds = [stream_seed(*k) for k in keys]
     assert len(set(seeds)) == len(seeds)
     assert seeds == [stream_seed(*k) for k in keys]
-    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
         stream_seed(-1, "train")
 
 
@@ -86,7 +86,7 @@ def test_fhn_dataset_shapes_shift_determinism_and_cache(tmp_path):
 
 
 def test_fhn_bad_options():
-    with pytest.raises(ValueError, match="n_test must be a positive integer"):
+    with pytest.raises(ValueError, match="n_test must be a positive int, got 0"):
         build_data("fhn", n_train=2, n_val=2, n_test=0, cache=False)
     with pytest.raises(ValueError, match="v0 must be a finite"):
         fhn_trajectories([float("nan")])
@@ -157,8 +157,10 @@ def test_lds_bad_options_are_named():
         lds_from_system(np.eye(2), np.ones((2, 1)), np.ones((1, 3)), np.ones((1, 1)))
     with pytest.raises(ValueError, match="A must be square"):
         lds_from_system(np.ones((2, 3)), np.ones((2, 1)), np.ones((1, 2)), np.ones((1, 1)))
-    with pytest.raises(ValueError, match="noise must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"noise must be >= 0.0, got -1.0"):
         lds_from_system(np.eye(2), np.ones((2, 1)), np.ones((1, 2)), np.ones((1, 1)), noise=-1.0)
+    with pytest.raises(ValueError, match="obs_noise must be a finite number, got inf"):
+        lds_from_system(np.eye(2), np.ones((2, 1)), np.ones((1, 2)), np.ones((1, 1)), obs_noise=float("inf"))
 
 
 # ------------------------------------------------------------------------------------ token tasks

@@ -3,9 +3,6 @@ ACSF1 builders on fixture files (ACSF1 on the files aeon ships); splits checked 
 own procedures (scikit-learn train_test_split, torch random_split)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -351,18 +348,9 @@ def test_acsf1_matches_aeons_loader(tmp_path):
 # ------------------------------------------------------------------------------------- LEM experiments
 
 
-def train(args):
-    """``python -m lindy.train ARGS`` in a subprocess (as tests/train do); fails with its output."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lindy.train", *args], capture_output=True, text=True, env=env
-    )
-    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment,metric", [("lem/eigenworms", "accuracy"), ("lem/heart_rate", "rmse")])
-def test_lem_experiment_runs(worms, tmp_path, experiment, metric):
+def test_lem_experiment_runs(worms, tmp_path, experiment, metric, lindy_cli):
     root, _, _, _ = worms
     bidmc_fixture(root, "HR")
     run = tmp_path / "run"
@@ -377,7 +365,7 @@ def test_lem_experiment_runs(worms, tmp_path, experiment, metric):
         "trainer.threads=1",
         f"trainer.run_dir={run}",
     ]
-    train(args)
+    lindy_cli(args, check=True)  # python -m lindy.train ARGS, in a subprocess
     summary = json.loads((run / "summary.json").read_text())
     assert summary["experiment"] == experiment and summary["steps"] == 2 and summary["metric"] == metric
     assert np.isfinite(summary["test"][metric])

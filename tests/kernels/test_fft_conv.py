@@ -177,3 +177,84 @@ def test_broadcast_input_takes_whole_batch_path():
     torch.testing.assert_close(y, ref)
     g = torch.randn_like(y)
     torch.testing.assert_close(torch.autograd.grad(y, (u, k), g), torch.autograd.grad(ref, (u, k), g))
+
+
+# --- a fixed kernel passed as its spectrum: the same Function, blocks and backward as the kernel ----------
+
+
+def count_blocked_calls(monkeypatch):
+    """Wrap the blocked forward and backward to count their calls: {"forward": n, "backward": n}."""
+    calls = {"forward": 0, "backward": 0}
+    for key, name in (("forward", "_blocked_forward"), ("backward", "_blocked_backward")):
+        inner = getattr(fft_conv, name)
+
+        def wrapped(*args, _inner=inner, _key=key):
+            calls[_key] += 1
+            return _inner(*args)
+
+        monkeypatch.setattr(fft_conv, name, wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("blocked", [True, False], ids=["blocked", "whole-batch"])
+@pytest.mark.parametrize(
+    "u_shape, k_shape",
+    [((3, 5, 37), (5, 37)), ((3, 5, 37), (5, 9)), ((2, 4, 1, 24), (4, 1, 24)), ((5, 16), (1, 16))],
+)
+def test_spectrum_path_equals_kernel_path(monkeypatch, blocked, u_shape, k_shape):
+    length = u_shape[-1]
+    if blocked:
+        rows_per_block(monkeypatch, 2, length)
+    else:
+        monkeypatch.setattr(fft_conv, "CHUNK_BYTES", 0)
+    calls = count_blocked_calls(monkeypatch)
+    torch.manual_seed(1)
+    u = torch.randn(u_shape, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(k_shape, dtype=torch.float64, requires_grad=True)
+    if blocked:
+        assert len(fft_conv._Buffers(*fft_conv._block_plan(u, k.shape[:-1]), length, u.dtype).blocks) > 1
+    y_k = causal_conv(u, k)
+    g = torch.randn_like(y_k)
+    grads_k = torch.autograd.grad(y_k, (u, k), g)
+    y_f = causal_conv(u, k_f=kernel_spectrum(k, length))  # k's gradient through kernel_spectrum's rfft
+    grads_f = torch.autograd.grad(y_f, (u, k), g)
+    assert calls == ({"forward": 2, "backward": 2} if blocked else {"forward": 0, "backward": 0})
+    torch.testing.assert_close(y_f, y_k, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grads_f, grads_k, rtol=1e-12, atol=1e-12)
+    # u's gradient alone, the spectrum fixed (no grad), and no grad at all
+    k_f = kernel_spectrum(k.detach(), length)
+    u_only = torch.autograd.grad(causal_conv(u, k_f=k_f), u, g)[0]
+    torch.testing.assert_close(u_only, grads_k[0], rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(causal_conv(u, k_f=k_f), y_k, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("blocked", [True, False], ids=["blocked", "whole-batch"])
+def test_spectrum_gradient_equals_autograd_and_gradcheck(monkeypatch, blocked):
+    if blocked:
+        rows_per_block(monkeypatch, 2, 7)
+    else:
+        monkeypatch.setattr(fft_conv, "CHUNK_BYTES", 0)
+    torch.manual_seed(2)
+    u = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
+    k_f = torch.randn(3, 8, dtype=torch.complex128, requires_grad=True)  # imaginary DC and Nyquist too
+    y = causal_conv(u, k_f=k_f)
+    n = 2 * u.shape[-1]
+    ref = torch.fft.irfft(torch.fft.rfft(u, n=n) * k_f, n=n)[..., : u.shape[-1]]
+    torch.testing.assert_close(y, ref)
+    g = torch.randn_like(y)
+    torch.testing.assert_close(torch.autograd.grad(y, (u, k_f), g), torch.autograd.grad(ref, (u, k_f), g))
+    assert torch.autograd.gradcheck(lambda a, b: causal_conv(a, k_f=b), (u, k_f))
+    assert torch.autograd.gradcheck(lambda a: causal_conv(a, k_f=k_f.detach()), (u,))
+
+
+def test_spectrum_dtypes():
+    u, k = torch.randn(2, 3, 12), torch.randn(3, 12)
+    y = causal_conv(u, k_f=kernel_spectrum(k, 12))
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, causal_conv(u, k))
+    y64 = causal_conv(u, k_f=kernel_spectrum(k.double(), 12))  # a float64 spectrum: float64 FFTs
+    assert y64.dtype == torch.float32
+    torch.testing.assert_close(y64, causal_conv(u.double(), k.double()).float())
+    with pytest.raises(ValueError, match="L \\+ 1"):
+        causal_conv(u, k_f=kernel_spectrum(k, 13))

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -62,5 +63,9 @@ def test_bad_arguments():
     log_z, c = random_system(1, 3)
     with pytest.raises(ValueError, match="real pairs"):
         vandermonde_kernel(log_z[..., 0], c, 4)
-    with pytest.raises(ValueError, match="L must be a positive int"):
-        vandermonde_kernel(log_z, c, 0)
+    for bad in (0, -1, True, 4.0):
+        for kernel in (vandermonde_kernel, vandermonde_kernel_naive):
+            with pytest.raises(ValueError, match="L must be a positive int"):
+                kernel(log_z, c, bad)
+    # a NumPy integer is a length (lindy._checks), and gives the same kernel
+    torch.testing.assert_close(vandermonde_kernel(log_z, c, np.int64(7)), vandermonde_kernel(log_z, c, 7))

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from lindy.interop import lem_from_reference
-from lindy.kernels import lem_cpu
-from lindy.layers import LEM, lem_scan
-from lindy.layers.lem_scan import LEMScan
+from lindy.kernels import lem_cpu, lem_scan
+from lindy.kernels.lem_scan import LEMScan
+from lindy.layers import LEM
 
 
 def require_cpp_kernel():

@@ -70,7 +70,7 @@ def test_kernel_cache_in_eval_and_invalidation():
         y1 = layer(x)
         cached = layer._cache.value("kernel")[0]
         layer(x)
-        assert layer._cache.value("kernel")[0] is cached, "eval-mode kernel was recomputed for the same length"
+        assert layer._cache.value("kernel")[0] is cached, "eval-mode kernel recomputed for the same length"
         layer.log_dt.add_(0.5)  # an in-place update (as an optimiser step does) must invalidate it
         y2 = layer(x)
         assert layer._cache.value("kernel")[0] is not cached

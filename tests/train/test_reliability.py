@@ -81,6 +81,10 @@ def test_run_folder_export_eval_and_load_pretrained(tiny, tmp_path, lindy_cli):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
     assert {"test", "parameters", "tokens_per_s", "wall_time_s", "device", "git_commit"} <= set(summary)
+    # the status of every C++ fast path this run tried ({} when its layers have none)
+    assert isinstance(summary["fast_paths"], dict)
+    assert all(isinstance(v, str) for v in summary["fast_paths"].values())
+    assert not [p.name for p in run.iterdir() if ".tmp" in p.name]  # every atomic write renamed its temp
 
     proc = lindy_cli(["export", str(run)], module="lindy.cli", check=True)
     model = lindy.load_pretrained(run / "export")

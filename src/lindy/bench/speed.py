@@ -29,6 +29,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from lindy._checks import check_count
+
 FLOOR = "fft_conv_floor"
 
 
@@ -183,15 +185,27 @@ def markdown(rows) -> str:
     return "\n".join(lines)
 
 
+def _count(minimum: int):
+    """An argparse type: an int >= ``minimum`` (argparse names the option in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            return check_count("value", int(text), minimum=minimum)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, got {text!r}") from None
+
+    return parse
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="lindy bench speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--layers", nargs="+", default=["s4d"], help="registered layer names, or 'all'")
-    p.add_argument("--lengths", nargs="+", type=int, default=[1024, 4096, 16384])
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--lengths", nargs="+", type=_count(1), default=[1024, 4096, 16384])
+    p.add_argument("--batch", type=_count(1), default=8)
+    p.add_argument("--d-model", type=_count(1), default=128)
+    p.add_argument("--rounds", type=_count(1), default=5)
+    p.add_argument("--warmup", type=_count(0), default=1)
+    p.add_argument("--threads", type=_count(1), default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--no-memory", action="store_true", help="skip the per-case memory subprocesses")
     p.add_argument("--out", help="also append the JSON lines to this file")
@@ -199,10 +213,14 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     layers = args.layers
-    if layers == ["all"]:
-        from lindy.layers import LAYERS
+    from lindy.layers import LAYERS
 
+    if layers == ["all"]:
         layers = sorted(LAYERS)
+
+    unknown = [name for name in layers if name not in LAYERS and name != FLOOR]
+    if unknown:
+        p.error(f"--layers must be registered names {sorted(LAYERS)} or 'all', got {unknown}")
     rows = run(
         layers,
         args.lengths,

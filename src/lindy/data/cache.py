@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from lindy._atomic import atomic_write
+
 CACHE_FORMAT = 1  # bump to invalidate every cache file at once
 
 
@@ -56,14 +58,18 @@ def cached_tensors(
     cache_dir: str | Path | None = None,
     sources: Iterable[str | Path] = (),
     enabled: bool = True,
+    root: str | Path | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``build()``'s tensors, read from the cache when an entry for exactly these inputs exists."""
+    """``build()``'s tensors, read from the cache when an entry for exactly these inputs exists.
+
+    The entry lives in ``cache_dir``, else ``default_cache_dir(root)`` (``root``: the user's data folder
+    the sources come from, if any)."""
     from safetensors.torch import load_file, save_file
 
     if not enabled:
         return build()
     sources = list(sources)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(root)
     path = folder / f"{name}-{cache_key(name, options, version, sources)}.safetensors"
     if path.exists():
         try:
@@ -73,9 +79,32 @@ def cached_tensors(
     tensors = build()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp)))
     except OSError as err:  # a read-only data folder still works, just uncached
         warnings.warn(f"{folder}: cannot write the data cache ({err}); continuing without it", stacklevel=2)
     return tensors
+
+
+def cached_splits(
+    name: str,
+    options: dict,
+    version: int,
+    build_split: Callable[[str], dict[str, torch.Tensor]],
+    splits: Iterable[str] = ("train", "val", "test"),
+    **where,
+) -> dict[str, dict[str, torch.Tensor]]:
+    """``{split: build_split(split)}`` through one ``cached_tensors`` entry (tensor ``key`` of a split
+    stored as ``<split>_<key>``). ``build_split`` runs for ``splits`` in their order, so a generator that
+    carries state across splits (e.g. the expressions already drawn) sees them in that order. ``where``:
+    ``cache_dir``, ``root``, ``sources``, ``enabled``, as for ``cached_tensors``."""
+    splits = tuple(splits)
+
+    def build():
+        return {f"{s}_{k}": v for s in splits for k, v in build_split(s).items()}
+
+    flat = cached_tensors(name, options, version, build, **where)
+    out: dict[str, dict[str, torch.Tensor]] = {s: {} for s in splits}
+    for key, value in flat.items():
+        split, _, field = key.partition("_")
+        out[split][field] = value
+    return out

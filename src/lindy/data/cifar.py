@@ -31,15 +31,15 @@ if materialised).
 
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
-from lindy.data.cache import cached_tensors, default_cache_dir
+from lindy.data.base import DataSplits, StoredSequences, classification_info, register_dataset, require_files
+from lindy.data.cache import cached_tensors
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -128,12 +128,8 @@ def _folder(root) -> Path:
             f"(e.g. data.root=/data for /data/{FOLDER}/data_batch_1)"
         )
     folder = Path(root).expanduser() / FOLDER
-    missing = [n for n in (*TRAIN_BATCHES, TEST_BATCH) if not (folder / n).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"CIFAR-10 files not found: expected {Path(root).expanduser()}/{LAYOUT}; "
-            f"missing {', '.join(missing)}"
-        )
+    files = [folder / n for n in (*TRAIN_BATCHES, TEST_BATCH)]
+    require_files("CIFAR-10", f"{Path(root).expanduser()}/{LAYOUT}", files, names=True)
     return folder
 
 
@@ -153,15 +149,8 @@ def load_cifar10(root, cache: bool = True, cache_dir=None) -> dict[str, torch.Te
             "test_y": torch.from_numpy(test_y),
         }
 
-    return cached_tensors(
-        "cifar10",
-        {},
-        CACHE_VERSION,
-        build,
-        cache_dir=cache_dir if cache_dir is not None else default_cache_dir(root),
-        sources=sources,
-        enabled=cache,
-    )
+    where = {"cache_dir": cache_dir, "root": root, "sources": sources, "enabled": cache}
+    return cached_tensors("cifar10", {}, CACHE_VERSION, build, **where)
 
 
 def to_grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -181,7 +170,7 @@ def random_split_indices(n: int, sizes: tuple[int, ...], seed: int) -> list[torc
     return list(torch.split(perm, list(sizes)))
 
 
-class PixelSequences(Dataset):
+class PixelSequences(StoredSequences):
     """Images as pixel sequences, built per item from uint8 images.
 
     images (n, C, H, W) uint8, labels (n,). Item: x (H*W, C) float32 ``(v / 255 - mean[c]) / std[c]`` in
@@ -195,24 +184,25 @@ class PixelSequences(Dataset):
             )
         if tokens and images.shape[1] != 1:
             raise ValueError(f"tokens need one channel, got {images.shape[1]}")
-        self.images, self.labels, self.tokens = images, labels, tokens
+        super().__init__(images, labels)
+        self.tokens = tokens
         c = images.shape[1]
         self.mean = torch.as_tensor(mean if mean is not None else [0.0] * c, dtype=torch.float32).reshape(c)
         self.std = torch.as_tensor(std if std is not None else [1.0] * c, dtype=torch.float32).reshape(c)
 
-    def __len__(self):
-        return len(self.images)
+    @property
+    def images(self) -> torch.Tensor:
+        return self.data
 
-    def __getitem__(self, i):
-        img = self.images[i]
-        c = img.shape[0]
+    def input(self, i):
+        img = self.data[i]
         if self.tokens:
-            return img.reshape(-1).to(torch.int64), self.labels[i]
-        x = img.reshape(c, -1).t().to(torch.float32) / 255.0
-        return (x - self.mean) / self.std, self.labels[i]
+            return img.reshape(-1).to(torch.int64)
+        x = img.reshape(img.shape[0], -1).t().to(torch.float32) / 255.0
+        return (x - self.mean) / self.std
 
 
-class NoisyRowSequences(Dataset):
+class NoisyRowSequences(StoredSequences):
     """LEM's noisy CIFAR items: 32 image rows of 96 features, then the shared noise block.
 
     images (n, 3, 32, 32) uint8, labels (n,), noise (T - 32, 96) float32. Item: x (T, 96) float32 with
@@ -224,14 +214,16 @@ class NoisyRowSequences(Dataset):
             raise ValueError(
                 f"images (n, 3, 32, 32) and noise (L, 96) expected, got {images.shape}, {noise.shape}"
             )
-        self.images, self.labels, self.noise = images, labels, noise
+        super().__init__(images, labels)
+        self.noise = noise
 
-    def __len__(self):
-        return len(self.images)
+    @property
+    def images(self) -> torch.Tensor:
+        return self.data
 
-    def __getitem__(self, i):
-        rows = self.images[i].permute(1, 0, 2).reshape(32, 96).to(torch.float32) / 255.0
-        return torch.cat([rows, self.noise]), self.labels[i]
+    def input(self, i):
+        rows = self.data[i].permute(1, 0, 2).reshape(32, 96).to(torch.float32) / 255.0
+        return torch.cat([rows, self.noise])
 
 
 def _check_fraction(val_fraction):
@@ -247,16 +239,33 @@ def _s4_split(n: int, val_fraction: float, split_seed: int):
     return random_split_indices(n, (n_train, n - n_train), split_seed)
 
 
-def _info(d_input: int, length: int, source: str, tokens: bool = False) -> TaskInfo:
-    return TaskInfo(
-        d_input=d_input,
-        d_output=10,
-        length=length,
-        task="classification",
-        metric="accuracy",
-        tokens=tokens,
-        source=source,
+def _splits(make, images, labels, test_images, test_labels, train_idx, val_idx, info) -> DataSplits:
+    """``make(images, labels)`` of the training images at ``train_idx``, at ``val_idx``, and of the test
+    images: the train / val / test splits."""
+    return DataSplits(
+        make(images[train_idx], labels[train_idx]),
+        make(images[val_idx], labels[val_idx]),
+        make(test_images, test_labels),
+        info,
     )
+
+
+def _pixel_splits(root, grayscale, tokens, val_fraction, split_seed, cache, cache_dir) -> DataSplits:
+    """scifar / lra_image: raster-order pixels (RGB, or grayscale normalised or as tokens), S4's split."""
+    d = load_cifar10(root, cache, cache_dir)
+    train_idx, val_idx = _s4_split(len(d["train_x"]), val_fraction, split_seed)
+    train_x, test_x = d["train_x"], d["test_x"]
+    if grayscale:
+        train_x, test_x = (to_grayscale(x).unsqueeze(1) for x in (train_x, test_x))
+    if tokens:
+        opts = {"tokens": True}
+    elif grayscale:
+        opts = {"mean": [GRAY_MEAN], "std": [GRAY_STD]}
+    else:
+        opts = {"mean": list(RGB_MEAN), "std": list(RGB_STD)}
+    info = classification_info(256 if tokens else 1 if grayscale else 3, 10, 1024, tokens=tokens)
+    make = functools.partial(PixelSequences, **opts)
+    return _splits(make, train_x, d["train_y"], test_x, d["test_y"], train_idx, val_idx, info)
 
 
 @register_dataset("scifar")
@@ -269,21 +278,7 @@ def scifar(
     cache_dir=None,
 ) -> DataSplits:
     """Sequential CIFAR-10: x (1024, 3) normalised RGB (or (1024, 1) with ``grayscale``), y () class."""
-    d = load_cifar10(root, cache, cache_dir)
-    train_idx, val_idx = _s4_split(len(d["train_x"]), val_fraction, split_seed)
-    if grayscale:
-        images = {k: to_grayscale(d[f"{k}_x"]).unsqueeze(1) for k in ("train", "test")}
-        mean, std = [GRAY_MEAN], [GRAY_STD]
-    else:
-        images = {k: d[f"{k}_x"] for k in ("train", "test")}
-        mean, std = list(RGB_MEAN), list(RGB_STD)
-    ys = d["train_y"]
-    return DataSplits(
-        PixelSequences(images["train"][train_idx], ys[train_idx], mean, std),
-        PixelSequences(images["train"][val_idx], ys[val_idx], mean, std),
-        PixelSequences(images["test"], d["test_y"], mean, std),
-        _info(1 if grayscale else 3, 1024, "real"),
-    )
+    return _pixel_splits(root, grayscale, False, val_fraction, split_seed, cache, cache_dir)
 
 
 @register_dataset("lra_image")
@@ -296,17 +291,7 @@ def lra_image(
     cache_dir=None,
 ) -> DataSplits:
     """LRA-Image: grayscale CIFAR-10, x (1024, 1) normalised (S4) or (1024,) tokens 0..255 (LRA)."""
-    d = load_cifar10(root, cache, cache_dir)
-    train_idx, val_idx = _s4_split(len(d["train_x"]), val_fraction, split_seed)
-    gray = {k: to_grayscale(d[f"{k}_x"]).unsqueeze(1) for k in ("train", "test")}
-    opts = {"tokens": True} if tokens else {"mean": [GRAY_MEAN], "std": [GRAY_STD]}
-    ys = d["train_y"]
-    return DataSplits(
-        PixelSequences(gray["train"][train_idx], ys[train_idx], **opts),
-        PixelSequences(gray["train"][val_idx], ys[val_idx], **opts),
-        PixelSequences(gray["test"], d["test_y"], **opts),
-        _info(256 if tokens else 1, 1024, "real", tokens=tokens),
-    )
+    return _pixel_splits(root, True, tokens, val_fraction, split_seed, cache, cache_dir)
 
 
 @register_dataset("ncifar")
@@ -329,10 +314,8 @@ def ncifar(
         raise ValueError(f"n_val must be in 1..{n - 1} (there are {n} training images), got {n_val}")
     train_idx, val_idx = random_split_indices(n, (n - int(n_val), int(n_val)), split_seed)
     noise = torch.randn(int(length) - 32, 96, generator=torch.Generator().manual_seed(int(noise_seed)))
-    xs, ys = d["train_x"], d["train_y"]
-    return DataSplits(
-        NoisyRowSequences(xs[train_idx], ys[train_idx], noise),
-        NoisyRowSequences(xs[val_idx], ys[val_idx], noise),
-        NoisyRowSequences(d["test_x"], d["test_y"], noise),
-        _info(96, int(length), "real (CIFAR-10 rows + synthetic noise, LEM's noisy CIFAR)"),
+    info = classification_info(
+        96, 10, int(length), source="real (CIFAR-10 rows + synthetic noise, LEM's noisy CIFAR)"
     )
+    make = functools.partial(NoisyRowSequences, noise=noise)
+    return _splits(make, d["train_x"], d["train_y"], d["test_x"], d["test_y"], train_idx, val_idx, info)

@@ -10,7 +10,7 @@ x = v(t_0..t_{length-1}) of shape (length, 1), y = v(t_1..t_length) of shape (le
 regression, headline metric RMSE (LEM reports the test RMSE).
 
 Deterministic from ``seed``: v(0) of split s comes from the numpy stream ``stream_seed(seed, s)``
-(``lindy.data.adding``), so the three splits never share a stream. The reference draws v(0) from numpy's
+(``lindy.data.streams``), so the three splits never share a stream. The reference draws v(0) from numpy's
 global generator (seed 1234), so its exact trajectories are not reproduced, only their distribution.
 Solving takes ~10 ms a sample (~12 s for the default 1280), so each split is cached (``cached_tensors``).
 """
@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy.data.adding import check_count, stream_seed
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
+from lindy._checks import check_count
+from lindy.data.base import TaskInfo, make_splits, register_dataset, split_sizes
 from lindy.data.cache import cached_tensors
+from lindy.data.streams import stream_seed
 
 FHN_I, FHN_A, FHN_B, FHN_EPS = 0.5, 0.7, 0.8, 1.0 / 50.0
 FHN_VERSION = 1  # bump when the generated numbers change
@@ -76,20 +77,16 @@ def fhn(
     cache_dir: str | None = None,
 ):
     """FitzHugh-Nagumo next-sample prediction (LEM's 128 / 128 / 1024 sets by default), cached per split."""
-    sets = []
-    for split, name, n in (
-        ("train", "n_train", n_train),
-        ("val", "n_val", n_val),
-        ("test", "n_test", n_test),
-    ):
-        check_count(name, n)
+
+    def make(split: str, n: int) -> TensorDataset:
         options = {"n": n, "length": length, "t_end": float(t_end), "seed": seed, "split": split}
 
-        def build(n=n, split=split):
+        def build():
             x, y = fhn_split(n, length, t_end, seed, split)
             return {"x": x, "y": y}
 
         d = cached_tensors("fhn", options, FHN_VERSION, build, cache_dir=cache_dir, enabled=cache)
-        sets.append(TensorDataset(d["x"], d["y"]))
+        return TensorDataset(d["x"], d["y"])
+
     info = TaskInfo(d_input=1, d_output=1, length=length, task="per_step_regression", metric="rmse")
-    return DataSplits(*sets, info)
+    return make_splits(split_sizes(n_train, n_val, n_test), make, info)

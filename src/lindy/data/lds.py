@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy.data.adding import check_count, stream_generator
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
+from lindy._checks import check_choice, check_count, check_finite_number
+from lindy.data.base import DataSplits, TaskInfo, make_splits, register_dataset, split_sizes
+from lindy.data.streams import stream_generator
 
 KINDS = ("diagonal", "dense")
 
@@ -47,8 +48,7 @@ def random_lds(
     (d_output, d_input), with max |eig(A)| = ``radius`` (see the module docstring)."""
     for name, value in (("d_state", d_state), ("d_input", d_input), ("d_output", d_output)):
         check_count(name, value)
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    check_choice("kind", kind, KINDS)
     if not (isinstance(radius, (int, float)) and 0.0 < radius < 1.0):
         raise ValueError(f"spectral_radius must be in (0, 1) for a stable system, got {radius!r}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -136,23 +136,18 @@ def lds_from_system(
     A, B, C, D = check_system(A, B, C, D)
     check_count("length", length)
     for name, value in (("noise", noise), ("obs_noise", obs_noise)):
-        if not (isinstance(value, (int, float)) and value >= 0):
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    sets = []
-    for split, name, n in (
-        ("train", "n_train", n_train),
-        ("val", "n_val", n_val),
-        ("test", "n_test", n_test),
-    ):
-        check_count(name, n)
+        check_finite_number(name, value, low=0.0)
+
+    def make(split: str, n: int) -> TensorDataset:
         g = stream_generator(seed, split)
         u = torch.randn(n, length, B.shape[1], generator=g, dtype=torch.float64)
         y = simulate_lds(A, B, C, D, u, noise, obs_noise, generator=g)
-        sets.append(TensorDataset(u.float(), y.float()))
+        return TensorDataset(u.float(), y.float())
+
     info = TaskInfo(
         d_input=B.shape[1], d_output=C.shape[0], length=length, task="per_step_regression", metric="mse"
     )
-    return DataSplits(*sets, info)
+    return make_splits(split_sizes(n_train, n_val, n_test), make, info)
 
 
 @register_dataset("lds")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
+from lindy.data.base import SPLITS, TaskInfo, make_splits, register_dataset
 from lindy.kernels.lif import lif_reference
 
 SPLIT_PREFIX = {"train": "training", "test": "test"}
@@ -42,11 +42,12 @@ def lif(
     seed: int = 0,
 ):
     """Train/val/test membrane-trace sets (seeds seed, seed + 1, seed + 2)."""
-    sets = []
-    for offset, n in enumerate((n_train, n_val, n_test)):
-        d = generate_lif(n, length, tau, seed + offset)
-        sets.append(TensorDataset(d["input"].unsqueeze(-1), d["mem"].unsqueeze(-1)))
+
+    def make(split: str, n: int) -> TensorDataset:
+        d = generate_lif(n, length, tau, seed + SPLITS.index(split))
+        return TensorDataset(d["input"].unsqueeze(-1), d["mem"].unsqueeze(-1))
+
     info = TaskInfo(
         d_input=1, d_output=1, length=length, task="per_step_regression", metric="mse", source="synthetic"
     )
-    return DataSplits(*sets, info)
+    return make_splits({"train": n_train, "val": n_val, "test": n_test}, make, info)

@@ -30,10 +30,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
-from lindy.data.cache import cached_tensors, default_cache_dir
+from lindy._checks import check_count, check_positive_int
+from lindy.data.base import (
+    SPLITS,
+    DataSplits,
+    StoredSequences,
+    classification_info,
+    register_dataset,
+    require_files,
+    split_sizes,
+)
+from lindy.data.cache import cached_splits
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 END = "]"
@@ -41,7 +49,6 @@ VOCAB = ("<pad>", *(str(d) for d in range(10)), *OPERATORS, END)
 TOKEN_ID = {tok: i for i, tok in enumerate(VOCAB)}
 PAD = 0
 VALUE_P = 0.25  # LRA: a node below max_depth is an operator with probability 1 - 0.75
-SPLITS = ("train", "val", "test")
 FOLDERS = ("listops", "listops-1000")  # lindy's name, then the release's own folder name
 VERSION = 1  # bump when the tokens or the generator change
 
@@ -140,8 +147,7 @@ def generate_listops(
 
 def _check_generator_options(n, max_depth, max_args, min_length, max_length):
     for name, value, least in (("n", n, 0), ("max_depth", max_depth, 2), ("max_args", max_args, 2)):
-        if not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_count(name, value, minimum=least)
     if not (isinstance(min_length, int) and isinstance(max_length, int) and 0 <= min_length < max_length - 1):
         raise ValueError(
             f"need integers 0 <= min_length < max_length - 1 (kept: min_length < tokens < max_length), "
@@ -224,47 +230,23 @@ def read_listops_tsv(path: str | Path) -> tuple[list[str], list[int]]:
     return sources, targets
 
 
-class TokenSequences(Dataset):
+class TokenSequences(StoredSequences):
     """Items ``(tokens[i].long() (L,), labels[i] ())`` from compact (n, L) integer storage."""
 
-    def __init__(self, tokens: torch.Tensor, labels: torch.Tensor):
-        if len(tokens) != len(labels):
-            raise ValueError(f"{len(tokens)} sequences but {len(labels)} labels")
-        self.tokens, self.labels = tokens, labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        return self.tokens[i].long(), self.labels[i]
+    @property
+    def tokens(self) -> torch.Tensor:
+        return self.data
 
 
-def _info(max_length: int, source: str) -> TaskInfo:
-    return TaskInfo(
-        d_input=len(VOCAB),
-        d_output=10,
-        length=max_length,
-        task="classification",
-        metric="accuracy",
-        tokens=True,
-        source=source,
-    )
-
-
-def _splits(tensors: dict[str, torch.Tensor], max_length: int, source: str) -> DataSplits:
-    sets = [TokenSequences(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in SPLITS]
-    return DataSplits(*sets, _info(max_length, source))
-
-
-def _check_max_length(max_length):
-    if not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+def _splits(tensors: dict[str, dict[str, torch.Tensor]], max_length: int, source: str) -> DataSplits:
+    sets = [TokenSequences(tensors[s]["x"], tensors[s]["y"]) for s in SPLITS]
+    return DataSplits(*sets, classification_info(len(VOCAB), 10, max_length, tokens=True, source=source))
 
 
 @register_dataset("listops")
 def listops(root=None, max_length: int = 2000, cache: bool = True) -> DataSplits:
     """LRA ListOps from ``<root>/listops/basic_{train,val,test}.tsv``: x (max_length,) tokens, y 0-9."""
-    _check_max_length(max_length)
+    check_positive_int("max_length", max_length)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding listops/basic_train.tsv "
@@ -273,31 +255,19 @@ def listops(root=None, max_length: int = 2000, cache: bool = True) -> DataSplits
     root = Path(root).expanduser()
     folder = next((root / d for d in FOLDERS if (root / d / "basic_train.tsv").is_file()), root / FOLDERS[0])
     paths = {s: folder / f"basic_{s}.tsv" for s in SPLITS}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"ListOps files not found: expected {root}/{{{','.join(FOLDERS)}}}/basic_{{train,val,test}}.tsv "
-            f"(LRA release layout); missing {', '.join(missing)}"
-        )
+    layout = f"{root}/{{{','.join(FOLDERS)}}}/basic_{{train,val,test}}.tsv (LRA release layout)"
+    require_files("ListOps", layout, paths.values())
 
-    def build():
-        tensors = {}
-        for split, path in paths.items():
-            sources, targets = read_listops_tsv(path)
-            tensors[f"{split}_x"] = encode(sources, max_length, str(path))
-            tensors[f"{split}_y"] = torch.tensor(targets, dtype=torch.int64)
-        return tensors
+    def build(split: str) -> dict[str, torch.Tensor]:
+        sources, targets = read_listops_tsv(paths[split])
+        return {
+            "x": encode(sources, max_length, str(paths[split])),
+            "y": torch.tensor(targets, dtype=torch.int64),
+        }
 
-    tensors = cached_tensors(
-        "listops",
-        {"max_length": max_length},
-        VERSION,
-        build,
-        cache_dir=default_cache_dir(root),
-        sources=paths.values(),
-        enabled=cache,
-    )
-    return _splits(tensors, max_length, "real")
+    options = {"max_length": max_length}
+    where = {"root": root, "sources": paths.values(), "enabled": cache}
+    return _splits(cached_splits("listops", options, VERSION, build, **where), max_length, "real")
 
 
 @register_dataset("listops_generated")
@@ -317,10 +287,7 @@ def listops_generated(
     Splits are disjoint (no expression twice); the test set comes from stream ``"<seed>/test"``, then the
     validation set from ``"<seed>/val"``, then the training set from ``"<seed>/train"``, so the test and
     validation sets do not depend on ``n_train``. x: (max_length,) tokens padded with 0."""
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    for split, n in sizes.items():
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n_{split} must be a positive integer, got {n!r}")
+    sizes = split_sizes(n_train, n_val, n_test)
     _check_generator_options(1, max_depth, max_args, min_length, max_length)
     options = dict(
         n_train=n_train,
@@ -332,17 +299,15 @@ def listops_generated(
         min_length=min_length,
         max_length=max_length,
     )
+    seen: set[str] = set()  # shared by the splits, which are drawn test first
 
-    def build():
-        seen: set[str] = set()
-        tensors = {}
-        for split in ("test", "val", "train"):
-            rows = generate_listops(
-                sizes[split], f"{seed}/{split}", max_depth, max_args, min_length, max_length, seen
-            )
-            tensors[f"{split}_x"] = encode([r[0] for r in rows], max_length, f"generated {split}")
-            tensors[f"{split}_y"] = torch.tensor([r[1] for r in rows], dtype=torch.int64)
-        return tensors
+    def build(split: str) -> dict[str, torch.Tensor]:
+        rows = generate_listops(
+            sizes[split], f"{seed}/{split}", max_depth, max_args, min_length, max_length, seen
+        )
+        x = encode([r[0] for r in rows], max_length, f"generated {split}")
+        return {"x": x, "y": torch.tensor([r[1] for r in rows], dtype=torch.int64)}
 
-    tensors = cached_tensors("listops_generated", options, VERSION, build, enabled=cache)
+    order = ("test", "val", "train")
+    tensors = cached_splits("listops_generated", options, VERSION, build, order, enabled=cache)
     return _splits(tensors, max_length, "regenerated")

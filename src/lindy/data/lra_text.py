@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
-from lindy.data.cache import cached_tensors, default_cache_dir
+from lindy._checks import check_choice, check_positive_int
+from lindy.data.base import DataSplits, StoredSequences, classification_info, register_dataset, require_files
+from lindy.data.cache import cached_splits
 
 PAD, EOS, OFFSET = 0, 1, 2
 VOCAB_SIZE = 256 + OFFSET
@@ -46,7 +46,7 @@ def byte_tokens(data: bytes, max_length: int) -> np.ndarray:
     return out
 
 
-class ByteSequences(Dataset):
+class ByteSequences(StoredSequences):
     """Byte-level items from compact storage: ``data`` (n, ..., L) uint8 bytes and ``lengths`` (n, ...) bytes
     used; item i is ``(tokens, labels[i])`` with tokens = data + 2 where position < length, else 0, of shape
     (..., L), flattened to (prod(...) * L,) when ``flatten``."""
@@ -59,16 +59,18 @@ class ByteSequences(Dataset):
                 f"need uint8 data (n, ..., L), lengths (n, ...) and n labels, got {tuple(data.shape)} "
                 f"{data.dtype}, {tuple(lengths.shape)}, {tuple(labels.shape)}"
             )
-        self.data, self.lengths, self.labels, self.flatten = data, lengths, labels, flatten
+        super().__init__(data, labels)
+        self.lengths, self.flatten = lengths, flatten
         self.positions = torch.arange(data.shape[-1])
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i):
+    def input(self, i):
         used = self.positions < self.lengths[i].unsqueeze(-1)
         x = torch.where(used, self.data[i].long() + OFFSET, PAD)
-        return (x.reshape(-1) if self.flatten else x), self.labels[i]
+        return x.reshape(-1) if self.flatten else x
+
+
+def _byte_sequences(tensors: dict[str, torch.Tensor], flatten: bool = False) -> ByteSequences:
+    return ByteSequences(tensors["data"], tensors["lengths"], tensors["y"], flatten=flatten)
 
 
 def _pack(texts: list[bytes], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,11 +82,6 @@ def _pack(texts: list[bytes], max_length: int) -> tuple[torch.Tensor, torch.Tens
         data[i, : len(head)] = np.frombuffer(head, dtype=np.uint8)
         lengths[i] = len(head)
     return torch.from_numpy(data), torch.from_numpy(lengths)
-
-
-def _check_length(max_length):
-    if not isinstance(max_length, int) or max_length < 1:
-        raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
 
 
 # ------------------------------------------------------------------------------------------------- IMDB
@@ -112,7 +109,7 @@ def imdb(
     root=None, max_length: int = 4096, val_fraction: float = 0.1, split_seed: int = 0, cache: bool = True
 ) -> DataSplits:
     """LRA's byte-level IMDB from ``<root>/aclImdb``: x (max_length,) byte tokens (vocab 258), y 0/1."""
-    _check_length(max_length)
+    check_positive_int("max_length", max_length)
     if not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
     if root is None:
@@ -122,30 +119,22 @@ def imdb(
         )
     index = {split: imdb_files(root, split) for split in ("train", "test")}
 
-    def build():
-        tensors = {}
-        for split, (files, labels) in index.items():
-            texts = []
-            for path in files:
-                try:
-                    texts.append(path.read_bytes())
-                except OSError as err:
-                    raise ValueError(f"{path}: cannot read review ({err})") from None
-            tensors[f"{split}_data"], tensors[f"{split}_lengths"] = _pack(texts, max_length)
-            tensors[f"{split}_y"] = torch.tensor(labels, dtype=torch.int64)
-        return tensors
+    def build(split: str) -> dict[str, torch.Tensor]:
+        files, labels = index[split]
+        texts = []
+        for path in files:
+            try:
+                texts.append(path.read_bytes())
+            except OSError as err:
+                raise ValueError(f"{path}: cannot read review ({err})") from None
+        data, lengths = _pack(texts, max_length)
+        return {"data": data, "lengths": lengths, "y": torch.tensor(labels, dtype=torch.int64)}
 
-    tensors = cached_tensors(
-        "imdb",
-        {"max_length": max_length},
-        VERSION,
-        build,
-        cache_dir=default_cache_dir(root),
-        sources=[p for files, _ in index.values() for p in files],
-        enabled=cache,
-    )
-    data, lengths, ys = tensors["train_data"], tensors["train_lengths"], tensors["train_y"]
-    test = ByteSequences(tensors["test_data"], tensors["test_lengths"], tensors["test_y"])
+    sources = [p for files, _ in index.values() for p in files]
+    where = {"root": root, "sources": sources, "enabled": cache}
+    tensors = cached_splits("imdb", {"max_length": max_length}, VERSION, build, index, **where)
+    data, lengths, ys = (tensors["train"][k] for k in ("data", "lengths", "y"))
+    test = _byte_sequences(tensors["test"])
     n_val = max(1, int(round(val_fraction * len(ys)))) if val_fraction > 0 else 0
     if n_val == 0:
         train, val = ByteSequences(data, lengths, ys), test
@@ -154,16 +143,7 @@ def imdb(
         t, v = order[n_val:], order[:n_val]
         train = ByteSequences(data[t], lengths[t], ys[t])
         val = ByteSequences(data[v], lengths[v], ys[v])
-    info = TaskInfo(
-        d_input=VOCAB_SIZE,
-        d_output=2,
-        length=max_length,
-        task="classification",
-        metric="accuracy",
-        tokens=True,
-        source="real",
-    )
-    return DataSplits(train, val, test, info)
+    return DataSplits(train, val, test, classification_info(VOCAB_SIZE, 2, max_length, tokens=True))
 
 
 # -------------------------------------------------------------------------------------------------- AAN
@@ -204,9 +184,8 @@ def read_aan_tsv(path: Path, max_length: int | None = None) -> tuple[list[bytes]
 @register_dataset("aan")
 def aan(root=None, max_length: int = 4000, layout: str = "concat", cache: bool = True) -> DataSplits:
     """LRA's AAN retrieval from ``<root>/tsv_data``: x (2 * max_length,) ("concat") or (2, max_length)."""
-    _check_length(max_length)
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    check_positive_int("max_length", max_length)
+    check_choice("layout", layout, LAYOUTS)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding tsv_data/ (LRA's lra_release/), "
@@ -214,45 +193,22 @@ def aan(root=None, max_length: int = 4000, layout: str = "concat", cache: bool =
         )
     folder = Path(root).expanduser() / "tsv_data"
     paths = {s: folder / f"new_aan_pairs.{name}.tsv" for s, name in AAN_FILES.items()}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"AAN files not found: expected {folder}/new_aan_pairs.{{train,eval,test}}.tsv "
-            f"(LRA release layout); missing {', '.join(missing)}"
-        )
+    expected = f"{folder}/new_aan_pairs.{{train,eval,test}}.tsv (LRA release layout)"
+    require_files("AAN", expected, paths.values())
 
-    def build():
-        tensors = {}
-        for split, path in paths.items():
-            first, second, labels = read_aan_tsv(path, max_length)
-            d1, n1 = _pack(first, max_length)
-            d2, n2 = _pack(second, max_length)
-            tensors[f"{split}_data"] = torch.stack([d1, d2], 1)  # (n, 2, max_length)
-            tensors[f"{split}_lengths"] = torch.stack([n1, n2], 1)
-            tensors[f"{split}_y"] = torch.tensor(labels, dtype=torch.int64)
-        return tensors
+    def build(split: str) -> dict[str, torch.Tensor]:
+        first, second, labels = read_aan_tsv(paths[split], max_length)
+        d1, n1 = _pack(first, max_length)
+        d2, n2 = _pack(second, max_length)
+        return {
+            "data": torch.stack([d1, d2], 1),  # (n, 2, max_length)
+            "lengths": torch.stack([n1, n2], 1),
+            "y": torch.tensor(labels, dtype=torch.int64),
+        }
 
-    tensors = cached_tensors(
-        "aan",
-        {"max_length": max_length},
-        VERSION,
-        build,
-        cache_dir=default_cache_dir(root),
-        sources=paths.values(),
-        enabled=cache,
-    )
+    where = {"root": root, "sources": paths.values(), "enabled": cache}
+    tensors = cached_splits("aan", {"max_length": max_length}, VERSION, build, **where)
     flat = layout == "concat"
-    sets = [
-        ByteSequences(tensors[f"{s}_data"], tensors[f"{s}_lengths"], tensors[f"{s}_y"], flatten=flat)
-        for s in AAN_FILES
-    ]
-    info = TaskInfo(
-        d_input=VOCAB_SIZE,
-        d_output=2,
-        length=2 * max_length if flat else max_length,
-        task="classification",
-        metric="accuracy",
-        tokens=True,
-        source="real",
-    )
-    return DataSplits(*sets, info)
+    sets = [_byte_sequences(tensors[s], flatten=flat) for s in AAN_FILES]
+    length = 2 * max_length if flat else max_length
+    return DataSplits(*sets, classification_info(VOCAB_SIZE, 2, length, tokens=True))

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
+from lindy._checks import check_choice
+from lindy.data.base import DataSplits, TaskInfo, classification_info, register_dataset
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -87,9 +88,7 @@ def as_sequences(images: np.ndarray, permutation: np.ndarray | None = None) -> t
 
 
 def _info(source: str) -> TaskInfo:
-    return TaskInfo(
-        d_input=1, d_output=10, length=784, task="classification", metric="accuracy", source=source
-    )
+    return classification_info(1, 10, 784, source=source)
 
 
 def _idx_splits(root, kind, split_seed, permutation_seed, val_fraction=0.1) -> DataSplits:
@@ -112,16 +111,14 @@ def _idx_splits(root, kind, split_seed, permutation_seed, val_fraction=0.1) -> D
 @register_dataset("smnist")
 def smnist(root=None, kind: str = "mnist", split_seed: int = 0) -> DataSplits:
     """Sequential MNIST (or ``kind="fashion"``) from IDX files under ``root``."""
-    if kind not in FOLDERS:
-        raise ValueError(f"kind must be one of {list(FOLDERS)}, got {kind!r}")
+    check_choice("kind", kind, FOLDERS)
     return _idx_splits(root, kind, split_seed, None)
 
 
 @register_dataset("psmnist")
 def psmnist(root=None, kind: str = "mnist", split_seed: int = 0, permutation_seed: int = 0) -> DataSplits:
     """Permuted sequential MNIST: one fixed pixel permutation from ``permutation_seed``."""
-    if kind not in FOLDERS:
-        raise ValueError(f"kind must be one of {list(FOLDERS)}, got {kind!r}")
+    check_choice("kind", kind, FOLDERS)
     return _idx_splits(root, kind, split_seed, permutation_seed)
 
 

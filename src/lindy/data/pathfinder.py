@@ -26,10 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
-from lindy.data.cache import cached_tensors, default_cache_dir
+from lindy._checks import check_choice, check_count, check_finite_number, check_positive_int
+from lindy.data.base import (
+    SPLITS,
+    DataSplits,
+    StoredSequences,
+    TaskInfo,
+    classification_info,
+    register_dataset,
+    split_sizes,
+)
+from lindy.data.cache import cached_splits, cached_tensors
 
 DIFFICULTIES = ("curv_baseline", "curv_contour_length_9", "curv_contour_length_14")
 #: the release's known empty image, excluded as in S4's loader (path relative to <root>)
@@ -39,7 +47,7 @@ GENERATOR_VERSION = 1  # bump when the generator's output changes
 ATTEMPTS = 200  # fresh starts of an image before giving up (about 1 s at 32x32)
 
 
-class ImageSequences(Dataset):
+class ImageSequences(StoredSequences):
     """Items ``(pixels[i] / 255 as (L, 1) float32, labels[i] ())`` from (n, L) uint8 storage."""
 
     def __init__(self, pixels: torch.Tensor, labels: torch.Tensor):
@@ -48,24 +56,18 @@ class ImageSequences(Dataset):
                 f"need (n, L) uint8 pixels and n labels, got {tuple(pixels.shape)} {pixels.dtype} and "
                 f"{tuple(labels.shape)}"
             )
-        self.pixels, self.labels = pixels, labels
+        super().__init__(pixels, labels)
 
-    def __len__(self) -> int:
-        return len(self.labels)
+    @property
+    def pixels(self) -> torch.Tensor:
+        return self.data
 
-    def __getitem__(self, i):
-        return (self.pixels[i].float() / 255.0).unsqueeze(-1), self.labels[i]
+    def input(self, i):
+        return (self.data[i].float() / 255.0).unsqueeze(-1)
 
 
 def _info(resolution: int, source: str) -> TaskInfo:
-    return TaskInfo(
-        d_input=1,
-        d_output=2,
-        length=resolution * resolution,
-        task="classification",
-        metric="accuracy",
-        source=source,
-    )
+    return classification_info(1, 2, resolution * resolution, source=source)
 
 
 # ----------------------------------------------------------------------------------------------- reader
@@ -166,8 +168,7 @@ def pathfinder(
     """LRA Pathfinder (Path-X: ``resolution=128``) from the release under ``root``; x (res^2, 1) in [0, 1]."""
     if resolution not in (32, 64, 128, 256):
         raise ValueError(f"resolution must be one of 32, 64, 128 (Path-X), 256, got {resolution!r}")
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    check_choice("difficulty", difficulty, DIFFICULTIES)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not isinstance(value, (int, float)) or not 0 <= value < 1:
             raise ValueError(f"{name} must be in [0, 1), got {value!r}")
@@ -186,14 +187,12 @@ def pathfinder(
             pixels[i] = read_png(path, resolution).reshape(-1)
         return {"pixels": torch.from_numpy(pixels), "labels": torch.tensor(labels, dtype=torch.int64)}
 
-    tensors = cached_tensors(
+    name, options = (
         f"pathfinder{resolution}-{difficulty}",
         {"resolution": resolution, "difficulty": difficulty},
-        VERSION,
-        build,
-        cache_dir=default_cache_dir(root),
-        sources=[*metas, *images],
-        enabled=cache,
+    )
+    tensors = cached_tensors(
+        name, options, VERSION, build, root=root, sources=[*metas, *images], enabled=cache
     )
     pixels, ys = tensors["pixels"], tensors["labels"]
     sets = []
@@ -293,12 +292,9 @@ def _place(
 def _check_drawing(resolution, contour_length, n_distractors, max_turn_deg) -> None:
     if not isinstance(resolution, int) or resolution < 32 or resolution % 32:
         raise ValueError(f"resolution must be a multiple of 32 (32, 64, 128, ...), got {resolution!r}")
-    if not isinstance(contour_length, int) or contour_length < 2:
-        raise ValueError(f"contour_length must be an integer >= 2 (paddles), got {contour_length!r}")
-    if not isinstance(n_distractors, int) or n_distractors < 0:
-        raise ValueError(f"n_distractors must be an integer >= 0, got {n_distractors!r}")
-    if not isinstance(max_turn_deg, (int, float)) or not 0 <= max_turn_deg <= 90:
-        raise ValueError(f"max_turn_deg must be in [0, 90], got {max_turn_deg!r}")
+    check_count("contour_length", contour_length, minimum=2)  # paddles
+    check_count("n_distractors", n_distractors, minimum=0)
+    check_finite_number("max_turn_deg", max_turn_deg, low=0.0, high=90.0)
 
 
 def pathfinder_sample(
@@ -445,12 +441,8 @@ def pathfinder_generated(
     Train, validation and test use streams 0, 1, 2 of ``seed``; x (resolution^2, 1) in {0, 1}. ``workers``
     processes draw in parallel (same output). One core draws roughly 170 images/s at 32x32, 90/s at 128."""
     _check_drawing(resolution, contour_length, n_distractors, max_turn_deg)
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    sizes = {"train": n_train, "val": n_val, "test": n_test}
-    for split, n in sizes.items():
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"n_{split} must be a positive integer, got {n!r}")
+    check_positive_int("workers", workers)
+    sizes = split_sizes(n_train, n_val, n_test)
     drawing = dict(
         resolution=resolution,
         contour_length=contour_length,
@@ -458,15 +450,11 @@ def pathfinder_generated(
         max_turn_deg=max_turn_deg,
     )
 
-    def build():
-        tensors = {}
-        for stream, (split, n) in enumerate(sizes.items()):
-            tensors[f"{split}_x"], tensors[f"{split}_y"] = generate_pathfinder(
-                n, seed, stream, **drawing, workers=workers
-            )
-        return tensors
+    def build(split: str) -> dict[str, torch.Tensor]:
+        x, y = generate_pathfinder(sizes[split], seed, SPLITS.index(split), **drawing, workers=workers)
+        return {"x": x, "y": y}
 
     options = {**drawing, "seed": seed, **{f"n_{s}": n for s, n in sizes.items()}}
-    tensors = cached_tensors("pathfinder_generated", options, GENERATOR_VERSION, build, enabled=cache)
-    sets = [ImageSequences(tensors[f"{s}_x"], tensors[f"{s}_y"]) for s in sizes]
+    tensors = cached_splits("pathfinder_generated", options, GENERATOR_VERSION, build, enabled=cache)
+    sets = [ImageSequences(tensors[s]["x"], tensors[s]["y"]) for s in SPLITS]
     return DataSplits(*sets, _info(resolution, "regenerated"))

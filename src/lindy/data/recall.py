@@ -2,7 +2,7 @@
 
 Every task draws whole batches from a ``torch.Generator`` (``*_batch(n, ..., generator)`` returns the token
 inputs x (n, L) long and the answers), and its registered builder makes fixed train / val / test sets from
-the streams ``(seed, "train" | "val" | "test")`` (``lindy.data.adding.stream_seed``). With ``fresh=True``
+the streams ``(seed, "train" | "val" | "test")`` (``lindy.data.streams.stream_seed``). With ``fresh=True``
 the train split is instead ``n_train`` on-demand items, item i from the stream ``(seed, "fresh", i)``.
 Inputs are tokens (``TaskInfo.tokens``, ``d_input`` = vocabulary size).
 
@@ -32,8 +32,9 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
-from lindy.data.adding import FreshDataset, check_count, stream_generator
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
+from lindy._checks import check_choice, check_count
+from lindy.data.base import DataSplits, StoredSequences, TaskInfo, make_splits, register_dataset, split_sizes
+from lindy.data.streams import FreshDataset, check_fresh, stream_generator
 
 IGNORE = -100  # target value that the loss skips (cross_entropy's default ignore_index)
 BLANK = 0
@@ -156,7 +157,7 @@ def expand_targets(x: torch.Tensor, answers: torch.Tensor, fill: int | None) -> 
     return y
 
 
-class TokenDataset(Dataset):
+class TokenDataset(StoredSequences):
     """Fixed token sequences stored compactly: x (n, L) in uint8/int32 and the answers only.
 
     Item i: (x_i (L,) long, y_i) with y_i = answers_i (() long) when ``fill`` is None, else the (L,) long
@@ -164,17 +165,20 @@ class TokenDataset(Dataset):
     """
 
     def __init__(self, x: torch.Tensor, answers: torch.Tensor, fill: int | None):
-        if len(x) != len(answers):
-            raise ValueError(f"x and answers disagree in length: {len(x)} != {len(answers)}")
-        self.x, self.answers, self.fill = x, answers, fill
+        super().__init__(x, answers)
+        self.fill = fill
 
-    def __len__(self) -> int:
-        return len(self.x)
+    @property
+    def x(self) -> torch.Tensor:
+        return self.data
+
+    @property
+    def answers(self) -> torch.Tensor:
+        return self.labels
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.x[i].long()
-        y = expand_targets(x[None], self.answers[i : i + 1], self.fill)[0]
-        return x, y
+        x = self.input(i)
+        return x, expand_targets(x[None], self.labels[i : i + 1], self.fill)[0]
 
 
 class TaskMaker:
@@ -196,28 +200,22 @@ def token_splits(
     maker: TaskMaker, info: TaskInfo, n_train, n_val, n_test, seed: int, fresh: bool
 ) -> DataSplits:
     """Fixed (or, with ``fresh``, on-demand train) splits of ``maker``'s task (see the module docstring)."""
-    if not isinstance(fresh, bool):
-        raise ValueError(f"fresh must be true or false, got {fresh!r}")
+    check_fresh(fresh)
     maker.answers(1, torch.Generator().manual_seed(0))  # option errors now, before any split is built
-    sets = []
-    for split, name, n in (
-        ("train", "n_train", n_train),
-        ("val", "n_val", n_val),
-        ("test", "n_test", n_test),
-    ):
-        check_count(name, n)
+
+    def make(split: str, n: int) -> Dataset:
         if split == "train" and fresh:
             stream_generator(seed, "fresh")  # validates seed
-            sets.append(FreshDataset(n, seed, maker))
-            continue
+            return FreshDataset(n, seed, maker)
         g = stream_generator(seed, split)
         xs, answers = [], []
         for start in range(0, n, CHUNK):
             x, a = maker.answers(min(CHUNK, n - start), g)
             xs.append(x.to(_compact_dtype(info.d_input)))
             answers.append(a)
-        sets.append(TokenDataset(torch.cat(xs), torch.cat(answers), maker.fill))
-    return DataSplits(*sets, info)
+        return TokenDataset(torch.cat(xs), torch.cat(answers), maker.fill)
+
+    return make_splits(split_sizes(n_train, n_val, n_test), make, info)
 
 
 @register_dataset("copying")
@@ -237,8 +235,7 @@ def copying(
     ``target``: "blank" (the standard form, Arjovsky et al.: every step is scored, the target is the blank
     token 0 before the answer) or "ignore" (only the K answer steps are scored; the others hold -100).
     """
-    if target not in ("blank", "ignore"):
-        raise ValueError(f"target must be 'blank' or 'ignore', got {target!r}")
+    check_choice("target", target, ("blank", "ignore"))
     fill = BLANK if target == "blank" else IGNORE
     maker = TaskMaker(copying_batch, fill, n_symbols=n_symbols, n_memorize=n_memorize, delay=delay)
     vocab = n_symbols + 2

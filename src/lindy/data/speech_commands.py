@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
+from lindy._checks import check_choice
 from lindy.data.audio_features import lem_google12_features, log_mel, mfcc
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
-from lindy.data.cache import cached_tensors, default_cache_dir
+from lindy.data.base import DataSplits, StoredSequences, classification_info, register_dataset
+from lindy.data.cache import cached_tensors
 
 SAMPLE_RATE = 16000
 CLIP = 16000
@@ -86,7 +86,7 @@ def _listing(folder: Path) -> dict[str, list[str]]:
     return splits
 
 
-def _clips(folder: Path, cache_dir) -> dict[str, torch.Tensor]:
+def _clips(folder: Path, cache_dir, root) -> dict[str, torch.Tensor]:
     """Every clip (int16) and its word index, by split, cached."""
     words = _words(folder)
     index = {w: i for i, w in enumerate(words)}
@@ -100,31 +100,30 @@ def _clips(folder: Path, cache_dir) -> dict[str, torch.Tensor]:
         return out
 
     stamps = [folder / "validation_list.txt", folder / "testing_list.txt", *[folder / w for w in words]]
-    return cached_tensors(
-        "speech_commands", {"words": words}, VERSION, build, cache_dir=cache_dir, sources=stamps
-    )
+    where = {"cache_dir": cache_dir, "root": root, "sources": stamps}
+    return cached_tensors("speech_commands", {"words": words}, VERSION, build, **where)
 
 
-class AudioClips(Dataset):
+class AudioClips(StoredSequences):
     """(x, label) from int16 clips: x (16000, 1) float in [-1, 1], or its log-mel / MFCC frames."""
 
     def __init__(self, audio: torch.Tensor, labels: torch.Tensor, features: str = "raw"):
-        self.audio, self.labels, self.features = audio, labels, features
+        super().__init__(audio, labels)
+        self.features = features
 
-    def __len__(self) -> int:
-        return len(self.labels)
+    @property
+    def audio(self) -> torch.Tensor:
+        return self.data
 
-    def __getitem__(self, i: int):
-        wave = self.audio[i].float() / 32768.0
+    def input(self, i: int):
+        wave = self.data[i].float() / 32768.0
         if self.features == "raw":
-            x = wave.unsqueeze(-1)
-        elif self.features == "mel":
-            x = log_mel(wave)
-        elif self.features == "google12":
-            x = lem_google12_features(wave)
-        else:
-            x = mfcc(wave)
-        return x, self.labels[i]
+            return wave.unsqueeze(-1)
+        if self.features == "mel":
+            return log_mel(wave)
+        if self.features == "google12":
+            return lem_google12_features(wave)
+        return mfcc(wave)
 
 
 def _shape(features: str) -> tuple[int, int]:
@@ -132,14 +131,13 @@ def _shape(features: str) -> tuple[int, int]:
 
 
 def _speech(root, words_kept, features: str, cache_dir) -> DataSplits:
-    if features not in FEATURES:
-        raise ValueError(f"features must be one of {list(FEATURES)}, got {features!r}")
+    check_choice("features", features, FEATURES)
     folder = _folder(root)
     words = _words(folder)
     missing = [w for w in words_kept if w not in words]
     if missing:
         raise FileNotFoundError(f"{folder}: word folders {missing} missing")
-    clips = _clips(folder, cache_dir if cache_dir is not None else default_cache_dir(root))
+    clips = _clips(folder, cache_dir, root)
     remap = torch.full((len(words),), -1, dtype=torch.int64)
     for i, w in enumerate(words_kept):
         remap[words.index(w)] = i
@@ -149,7 +147,7 @@ def _speech(root, words_kept, features: str, cache_dir) -> DataSplits:
         keep = labels >= 0
         sets.append(AudioClips(clips[f"{split}_audio"][keep], labels[keep], features))
     length, width = _shape(features)
-    info = TaskInfo(width, len(words_kept), length, "classification", "accuracy", source="real")
+    info = classification_info(width, len(words_kept), length)
     return DataSplits(*sets, info)
 
 
@@ -189,7 +187,7 @@ def google12(root: str | None = None, cache_dir: str | None = None) -> DataSplit
     """LEM's Google12: 10 words + unknown + silence, 80 log-mel features over 126 frames."""
     folder = _folder(root)
     words = _words(folder)
-    clips = _clips(folder, cache_dir if cache_dir is not None else default_cache_dir(root))
+    clips = _clips(folder, cache_dir, root)
     remap = torch.tensor([2 + SC10.index(w) if w in SC10 else 0 for w in words], dtype=torch.int64)
     silence = _silence(folder)
     sets = []
@@ -199,5 +197,5 @@ def google12(root: str | None = None, cache_dir: str | None = None) -> DataSplit
             audio = torch.cat([audio, torch.from_numpy(np.stack(silence[split]))])
             labels = torch.cat([labels, torch.full((len(silence[split]),), 1, dtype=torch.int64)])
         sets.append(AudioClips(audio, labels, "google12"))
-    info = TaskInfo(80, 12, 1 + CLIP // 128, "classification", "accuracy", source="real")
+    info = classification_info(80, 12, 1 + CLIP // 128)
     return DataSplits(*sets, info)

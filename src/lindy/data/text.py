@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from lindy._checks import check_positive_int
 from lindy.data.base import DataSplits, TaskInfo, register_dataset
-from lindy.data.cache import cached_tensors, default_cache_dir
+from lindy.data.cache import cached_tensors
 
 SPLITS = ("train", "valid", "test")
 EOS, UNK = "<eos>", "<unk>"
@@ -50,35 +51,29 @@ class TokenWindows(Dataset):
         return window[:-1], window[1:]
 
 
-def _words(text: str) -> list[str]:
+def _line_tokens(text: str, spell=None) -> list[str]:
+    """The whitespace-separated fields of each non-empty line (``spell(fields)``'s tokens if given), then
+    ``<eos>``."""
     out = []
     for line in text.splitlines():
-        words = line.split()
-        if words:
-            out.extend(words)
+        fields = line.split()
+        if fields:
+            out.extend(fields if spell is None else spell(fields))
             out.append(EOS)
     return out
+
+
+def _words(text: str) -> list[str]:
+    return _line_tokens(text)
 
 
 def _ptb_chars(text: str) -> list[str]:
-    out = []
-    for line in text.splitlines():
-        words = line.split()
-        if words:
-            out.extend("_".join(words))
-            out.append(EOS)
-    return out
+    return _line_tokens(text, "_".join)  # the characters of the words joined by '_'
 
 
 def _char_file_tokens(text: str) -> list[str]:
     """Standard char-PTB files: characters separated by spaces, '_' between words, one line per sentence."""
-    out = []
-    for line in text.splitlines():
-        chars = line.split()
-        if chars:
-            out.extend(chars)
-            out.append(EOS)
-    return out
+    return _line_tokens(text)
 
 
 def build_vocab(tokens: list[str]) -> list[str]:
@@ -138,8 +133,8 @@ def load_streams(name: str, root: str | None = None, cache_dir: str | None = Non
         out["vocab"] = torch.frombuffer(bytearray("\n".join(vocab).encode("utf-8")), dtype=torch.uint8)
         return out
 
-    folder = cache_dir if cache_dir is not None else default_cache_dir(root)
-    tensors = cached_tensors(name, {"root": str(root)}, VERSION, build, cache_dir=folder, sources=files)
+    where = {"cache_dir": cache_dir, "root": root, "sources": files}
+    tensors = cached_tensors(name, {"root": str(root)}, VERSION, build, **where)
     vocab = bytes(tensors["vocab"].tolist()).decode("utf-8").split("\n")
     return {s: tensors[s] for s in SPLITS}, vocab
 
@@ -148,8 +143,7 @@ def _builder(name: str, metric: str, default_len: int):
     def build(
         root: str | None = None, seq_len: int = default_len, cache_dir: str | None = None
     ) -> DataSplits:
-        if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-            raise ValueError(f"seq_len must be a positive int, got {seq_len!r}")
+        check_positive_int("seq_len", seq_len)
         streams, vocab = load_streams(name, root, cache_dir)
         info = TaskInfo(
             d_input=len(vocab),

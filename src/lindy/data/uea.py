@@ -43,8 +43,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy.data.base import DataSplits, TaskInfo, register_dataset
-from lindy.data.cache import cached_tensors, default_cache_dir
+from lindy._checks import check_choice
+from lindy.data.base import DataSplits, TaskInfo, register_dataset, require_files
+from lindy.data.cache import cached_tensors
 
 CACHE_VERSION = 1
 BOOL_KEYS = ("timestamps", "missing", "univariate", "equallength")
@@ -267,21 +268,23 @@ def _paths(root, folder: str, problem: str) -> tuple[Path, Path]:
         )
     base = Path(root).expanduser() / folder
     paths = (base / f"{problem}_TRAIN.ts", base / f"{problem}_TEST.ts")
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{problem} files not found: expected {base}/{problem}_{{TRAIN,TEST}}.ts "
-            f"(the .ts files of the UEA/UCR/Monash archive); missing {', '.join(missing)}"
-        )
+    layout = f"{base}/{problem}_{{TRAIN,TEST}}.ts (the .ts files of the UEA/UCR/Monash archive)"
+    require_files(problem, layout, paths, names=True)
     return paths
 
 
 def load_ts_pair(
-    train_path: Path, test_path: Path, task: str, cache: bool = True, cache_dir=None, name: str = "ts"
+    train_path: Path,
+    test_path: Path,
+    task: str,
+    cache: bool = True,
+    cache_dir=None,
+    name: str = "ts",
+    root=None,
 ) -> dict[str, torch.Tensor]:
     """TRAIN and TEST files -> ``x`` (n_train + n_test, L, C) float32 (TRAIN cases first), ``y`` (n,)
     int64 class indices (positions in TRAIN's ``@classLabel`` list) or (n, 1) float32 targets, and
-    ``n_train`` (1,); cached (``lindy.data.cache``) under ``cache_dir``."""
+    ``n_train`` (1,); cached (``lindy.data.cache``) under ``cache_dir``, else ``default_cache_dir(root)``."""
 
     def build():
         parts = [read_ts(train_path), read_ts(test_path)]
@@ -311,24 +314,21 @@ def load_ts_pair(
             "n_classes": torch.tensor([len(parts[0].class_labels or ())]),
         }
 
-    return cached_tensors(
-        f"uea-{name}",
-        {"task": task},
-        CACHE_VERSION,
-        build,
-        cache_dir=cache_dir,
-        sources=[train_path, test_path],
-        enabled=cache,
-    )
+    where = {"cache_dir": cache_dir, "root": root, "sources": [train_path, test_path], "enabled": cache}
+    return cached_tensors(f"uea-{name}", {"task": task}, CACHE_VERSION, build, **where)
 
 
 SPLITS = ("lem", "s4", "original")
 
 
 def _check_split(split, with_s4: bool) -> None:
-    allowed = [s for s in SPLITS if s != "s4" or with_s4]
-    if split not in allowed:
-        raise ValueError(f"split must be one of {allowed}, got {split!r}")
+    check_choice("split", split, [s for s in SPLITS if s != "s4" or with_s4])
+
+
+def _load(root, problem: str, task: str, cache, cache_dir, files_root=None):
+    """The TRAIN / TEST paths of ``problem`` under ``files_root`` (default ``root``) and their tensors."""
+    paths = _paths(root if files_root is None else files_root, problem, problem)
+    return paths, load_ts_pair(*paths, task, cache, cache_dir, problem, root=root)
 
 
 def _splits(d, split, split_seed, val_fraction, lem, s4_seed=None):
@@ -378,9 +378,7 @@ def eigenworms(
 ) -> DataSplits:
     """EigenWorms (UEA): x (17984, 6) raw eigenworm coefficients, y () class in 0..4; LEM's 70/15/15 split."""
     _check_split(split, with_s4=False)
-    paths = _paths(root, "EigenWorms", "EigenWorms")
-    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(root)
-    d = load_ts_pair(*paths, "classification", cache, cache_dir, "EigenWorms")
+    paths, d = _load(root, "EigenWorms", "classification", cache, cache_dir)
     seed = 1234 if split_seed is None else split_seed  # LEM's random_state
     idx = _splits(d, split, seed, val_fraction, lem=lambda n, _: sklearn_style_split(n, seed, seed))
     return _build(d, idx, "classification", 6, 5, str(paths[0].parent))
@@ -388,10 +386,7 @@ def eigenworms(
 
 def _bidmc(root, target, split, split_seed, val_fraction, cache, cache_dir) -> DataSplits:
     _check_split(split, with_s4=True)
-    problem = f"BIDMC32{target}"
-    paths = _paths(root, problem, problem)
-    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(root)
-    d = load_ts_pair(*paths, "regression", cache, cache_dir, problem)
+    paths, d = _load(root, f"BIDMC32{target}", "regression", cache, cache_dir)
     seed = 123456 if split_seed is None else split_seed
     idx = _splits(
         d,
@@ -441,9 +436,9 @@ def acsf1(root=None, split="original", split_seed=0, val_fraction=0.15, cache=Tr
     ``split="original"``: 100 TRAIN (of which ``val_fraction`` validation) / 100 TEST; ``"lem"``: the
     EigenWorms procedure (70/15/15 of all 200 cases, seed ``split_seed`` twice)."""
     _check_split(split, with_s4=False)
-    paths = _paths(aeon_data_dir() if root is None else root, "ACSF1", "ACSF1")
-    cache_dir = cache_dir if cache_dir is not None else default_cache_dir(root)
-    d = load_ts_pair(*paths, "classification", cache, cache_dir, "ACSF1")
+    paths, d = _load(
+        root, "ACSF1", "classification", cache, cache_dir, aeon_data_dir() if root is None else None
+    )
     seed = 0 if split_seed is None else split_seed
     idx = _splits(d, split, seed, val_fraction, lem=lambda n, _: sklearn_style_split(n, seed, seed))
     return _build(d, idx, "classification", 1, 10, str(paths[0].parent))

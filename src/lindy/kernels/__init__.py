@@ -1,15 +1,52 @@
-"""Pure functions (no nn.Module) that the layers are built from."""
+"""Pure functions and autograd Functions (no nn.Module) that the layers are built from.
 
+Modules, one job each:
+
+- ``complex_pairs``: complex arithmetic on real pairs (..., 2): cmul, cdiv, cexp, conj, cabs2, conversions.
+- ``discretize``: GBT and ZOH of dense A, and ZOH / bilinear of complex diagonal A.
+- ``diag_ssm``: the exact recurrence of a complex diagonal SSM: one step and a closed-form chunk.
+- ``vandermonde``: diagonal-SSM convolution kernels K[l] = Re(sum_n c_n z_n^l) in O(N sqrt L) memory.
+- ``fft_conv``: causal and bidirectional convolution by real FFTs, with a hand-written backward.
+- ``hippo``: HiPPO matrices and one eigendecomposition of their normal part, with its projections.
+- ``cauchy``: Cauchy matrix products sum_n W_n / (a_f - b_f mu_n) without the (N, F) matrix.
+- ``nplr_kernel``: the kernel of a normal-plus-low-rank system by Woodbury and Cauchy products.
+- ``krylov``: dense Krylov kernels C Abar^l Bbar (reference and general fallback).
+- ``lif``: the discrete leaky integrate-and-fire neuron, step by step.
+- ``lem_scan``: LEM's recurrence as an autograd Function; ``lem_cpu`` builds its C++ loop.
+- ``cpp``: build-on-first-use C++ extensions and the status of every fast path tried.
+- ``memory``: large CPU buffers on huge pages, reused from a small pool.
+
+Complex numbers. The diagonal-SSM path (``complex_pairs``, ``discretize.discretize_diag``, ``diag_ssm``,
+``vandermonde``), which S4D, LDNN and SpikingSSM run on every forward and recurrent step, stores complex
+values as real pairs: torch.compile and several CPU kernels still break on or slow down with complex dtypes,
+and real parameters keep the optimiser, autocast and safetensors simple. Torch complex is used where the
+maths lives in the frequency domain or is a one-off linear-algebra step, and the layers' parameters stay
+real: ``fft_conv`` (FFTs are complex by nature; a precomputed kernel spectrum ``k_f`` is complex, inputs
+and outputs are real), ``cauchy`` and ``nplr_kernel`` (LSSL's resolvent at the FFT frequencies, ended by
+an inverse real FFT into a real kernel), and ``hippo`` (an ``eigh`` at initialisation, returned as pairs by
+``nplr``/``dplr``, as complex128 by ``normal_pairs`` and ``normal_eig``).
+"""
+
+from lindy.kernels.complex_pairs import cabs2, cdiv, cexp, cmul, conj, to_complex, to_pairs
+from lindy.kernels.diag_ssm import diag_chunk, diag_powers, diag_step
 from lindy.kernels.discretize import discretize_diag, gbt_dense, zoh_dense
 from lindy.kernels.fft_conv import bidirectional_conv, causal_conv, kernel_spectrum
-from lindy.kernels.hippo import NPLR, dplr, lagt, legs, legt, nplr, transition
+from lindy.kernels.hippo import NPLR, dplr, lagt, legs, legt, normal_eig, normal_pairs, nplr, transition
 from lindy.kernels.lif import lif_reference
 from lindy.kernels.vandermonde import vandermonde_kernel, vandermonde_kernel_naive
 
 __all__ = [
     "NPLR",
     "bidirectional_conv",
+    "cabs2",
     "causal_conv",
+    "cdiv",
+    "cexp",
+    "cmul",
+    "conj",
+    "diag_chunk",
+    "diag_powers",
+    "diag_step",
     "discretize_diag",
     "dplr",
     "gbt_dense",
@@ -18,7 +55,11 @@ __all__ = [
     "legs",
     "legt",
     "lif_reference",
+    "normal_eig",
+    "normal_pairs",
     "nplr",
+    "to_complex",
+    "to_pairs",
     "transition",
     "vandermonde_kernel",
     "vandermonde_kernel_naive",

@@ -5,13 +5,15 @@
 - Zero-order hold (ZOH): Abar = exp(dt A), Bbar = A^-1 (exp(dt A) - I) B, the exact solution for a input
   held constant over each step; the dense form uses the block exponential
       exp(dt [[A, B], [0, 0]]) = [[Abar, Bbar], [0, 1]],  which needs no inverse of A.
-Diagonal A is complex, given as real pairs (..., N, 2); there Bbar = factor * B.
+Diagonal A is complex, given as real pairs (..., N, 2) (``complex_pairs``); there Bbar = factor * B.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from lindy.kernels.complex_pairs import cabs2, cdiv, cexp
 
 __all__ = ["gbt_dense", "zoh_dense", "discretize_diag"]
 
@@ -62,22 +64,6 @@ def zoh_dense(A: Tensor, B: Tensor, dt: Tensor | float) -> tuple[Tensor, Tensor]
     return E[..., :N, :N], E[..., :N, N]
 
 
-def _cmul(a: Tensor, b: Tensor) -> Tensor:
-    return torch.stack(
-        [a[..., 0] * b[..., 0] - a[..., 1] * b[..., 1], a[..., 0] * b[..., 1] + a[..., 1] * b[..., 0]], -1
-    )
-
-
-def _cdiv(a: Tensor, b: Tensor) -> Tensor:
-    denom = (b * b).sum(-1, keepdim=True)
-    return _cmul(a, torch.stack([b[..., 0], -b[..., 1]], -1)) / denom
-
-
-def _cexp(a: Tensor) -> Tensor:
-    mag = torch.exp(a[..., 0])
-    return torch.stack([mag * torch.cos(a[..., 1]), mag * torch.sin(a[..., 1])], -1)
-
-
 def discretize_diag(A: Tensor, dt: Tensor, method: str = "zoh") -> tuple[Tensor, Tensor, Tensor]:
     """Discretise complex diagonal A (..., N, 2) with dt (...,) (broadcast over N).
 
@@ -91,13 +77,11 @@ def discretize_diag(A: Tensor, dt: Tensor, method: str = "zoh") -> tuple[Tensor,
     one = torch.zeros_like(dtA)
     one[..., 0] = 1.0
     if method == "zoh":
-        abar = _cexp(dtA)
-        return dtA, abar, _cdiv(abar - one, A)
+        abar = cexp(dtA)
+        return dtA, abar, cdiv(abar - one, A)
     if method == "bilinear":
         half = dtA / 2
-        abar = _cdiv(one + half, one - half)
-        log_abar = torch.stack(
-            [0.5 * torch.log((abar * abar).sum(-1)), torch.atan2(abar[..., 1], abar[..., 0])], -1
-        )
-        return log_abar, abar, _cdiv(dt * one, one - half)
+        abar = cdiv(one + half, one - half)
+        log_abar = torch.stack([0.5 * torch.log(cabs2(abar)), torch.atan2(abar[..., 1], abar[..., 0])], -1)
+        return log_abar, abar, cdiv(dt * one, one - half)
     raise ValueError(f"method must be one of ('zoh', 'bilinear'), got {method!r}")

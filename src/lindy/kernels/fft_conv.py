@@ -11,7 +11,12 @@ FFTs on the same 2L circle,
     grad_u = irfft(rfft(g) conj(rfft(k)))[:L],     grad_k = irfft(sum_batch rfft(g) conj(rfft(u)))[:L_k],
 
 which costs two real transforms of the batch where autograd through rfft/irfft needs complex ones and
-padding copies.
+padding copies. A fixed kernel may be passed as its spectrum k_f = rfft(k, 2L) (STU's filters): same
+Function, same blocks, and k_f's gradient is the same correlation left in frequency space. irfft reads
+bins 1..L-1 twice (as X and conj X) and bins 0 and L once, so with PyTorch's convention for complex
+gradients (dLoss/dRe + i dLoss/dIm)
+
+    grad_k_f[m] = c_m / (2L) sum_batch rfft(g)[m] conj(rfft(u)[m]),   c_0 = c_L = 1, c_m = 2 otherwise.
 
 On CPU, forward and backward run over blocks of rows of the flattened (rows, L) input, each block's
 spectra about ``CHUNK_BYTES`` in size (at least ``MIN_ROWS`` rows): the whole-batch formula streams
@@ -117,15 +122,18 @@ class _Buffers:
 
 
 class _FFTConv(torch.autograd.Function):
-    """y = irfft(rfft(u, 2L) rfft(k, 2L), 2L)[..., :L] for u (..., L) and k (..., L_k), L_k <= 2L."""
+    """y = irfft(rfft(u, 2L) K, 2L)[..., :L] for u (..., L), with K = rfft(k, 2L) for a kernel k (..., L_k),
+    L_k <= 2L, or K = k_f (..., L + 1) given (pass exactly one of k, k_f; the other is None)."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, k: Tensor) -> Tensor:
+    def forward(ctx, u: Tensor, k: Tensor | None, k_f: Tensor | None) -> Tensor:
         length, n = u.shape[-1], 2 * u.shape[-1]
-        k_f = torch.fft.rfft(k, n=n)
-        ctx.shapes = (length, k.shape)
+        if k is not None:
+            k_f = torch.fft.rfft(k, n=n)
+        # the kernel's shape in the domain its gradient is returned in: time (k) or frequency (k_f)
+        ctx.shapes = (length, k.shape if k is not None else k_f.shape, k is None)
         ctx.u_shape = u.shape
-        plan = _block_plan(u, k.shape[:-1])
+        plan = _block_plan(u, k_f.shape[:-1])
         ctx.plan = plan
         if plan is None:
             u_f = torch.fft.rfft(u, n=n)
@@ -137,23 +145,36 @@ class _FFTConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         saved, k_f = ctx.saved_tensors
-        length, k_shape = ctx.shapes
-        need_u, need_k = ctx.needs_input_grad[:2]
+        length, k_shape, spectral = ctx.shapes
+        need_u = ctx.needs_input_grad[0]
+        need_k = ctx.needs_input_grad[2 if spectral else 1]
         with torch.autocast(grad.device.type, enabled=False):
             if ctx.plan is not None:
-                grad_u, grad_k = _blocked_backward(grad, saved, k_f, k_shape, *ctx.plan, need_u, need_k)
-                return grad_u, grad_k
-            u_f, n = saved, 2 * length
-            g_f = torch.fft.rfft(grad, n=n)
-            grad_u = grad_k = None
-            if need_u:
-                grad_u = torch.fft.irfft(g_f * k_f.conj(), n=n)[..., :length]
-                grad_u = grad_u.sum_to_size(ctx.u_shape)
-            if need_k:
-                # sum over the batch dims that k was broadcast along, in frequency (cheap) before the inverse
-                corr = (g_f * u_f.conj()).sum_to_size(*k_shape[:-1], g_f.shape[-1])
-                grad_k = torch.fft.irfft(corr, n=n)[..., : k_shape[-1]]
-        return grad_u, grad_k
+                grad_u, grad_k = _blocked_backward(
+                    grad, saved, k_f, k_shape, spectral, *ctx.plan, need_u, need_k
+                )
+            else:
+                u_f, n = saved, 2 * length
+                g_f = torch.fft.rfft(grad, n=n)
+                grad_u = grad_k = None
+                if need_u:
+                    grad_u = torch.fft.irfft(g_f * k_f.conj(), n=n)[..., :length]
+                    grad_u = grad_u.sum_to_size(ctx.u_shape)
+                if need_k:
+                    # sum over the batch dims k was broadcast along, in frequency (cheap) before the inverse
+                    corr = (g_f * u_f.conj()).sum_to_size(*k_shape[:-1], g_f.shape[-1])
+                    if spectral:
+                        grad_k = corr * _bin_weights(length, corr.real.dtype)
+                    else:
+                        grad_k = torch.fft.irfft(corr, n=n)[..., : k_shape[-1]]
+        return (grad_u, None, grad_k) if spectral else (grad_u, grad_k, None)
+
+
+def _bin_weights(length: int, dtype: torch.dtype) -> Tensor:
+    """c_m / (2L) for the L + 1 bins of a 2L-point rfft: irfft counts bins 0 and L once, the others twice."""
+    w = torch.full((length + 1,), 1.0 / length, dtype=dtype)
+    w[0] = w[-1] = 0.5 / length
+    return w
 
 
 def _blocked_forward(u: Tensor, k_f: Tensor, r_b: int, r_k: int) -> Tensor:
@@ -169,8 +190,9 @@ def _blocked_forward(u: Tensor, k_f: Tensor, r_b: int, r_k: int) -> Tensor:
     return y
 
 
-def _blocked_backward(grad, u, k_f, k_shape, r_b, r_k, need_u, need_k):
-    """Blocked grad_u = irfft(g_f conj(k_f))[:L] and grad_k = irfft(sum_b g_f conj(u_f))[:L_k]."""
+def _blocked_backward(grad, u, k_f, k_shape, spectral, r_b, r_k, need_u, need_k):
+    """Blocked grad_u = irfft(g_f conj(k_f))[:L] and grad_k = irfft(sum_b g_f conj(u_f))[:L_k] (or, when
+    ``spectral``, the gradient of k_f: c / 2L sum_b g_f conj(u_f), see the module docstring)."""
     length = u.shape[-1]
     g3, u3 = grad.reshape(r_b, r_k, length), u.reshape(r_b, r_k, length)
     buf = _Buffers(r_b, r_k, length, u.dtype, stack=2 if need_k else 1)
@@ -179,19 +201,21 @@ def _blocked_backward(grad, u, k_f, k_shape, r_b, r_k, need_u, need_k):
         grad_u = torch.empty(u.shape, dtype=u.dtype)
         gu3 = grad_u.view(r_b, r_k, length)
     if need_k:
-        grad_k = torch.empty(r_k, k_shape[-1], dtype=u.dtype)
+        grad_k = None if spectral else torch.empty(r_k, k_shape[-1], dtype=u.dtype)
         acc = torch.zeros(r_k, length + 1, dtype=k_f.dtype)
     for b, j in buf.blocks:
         if need_k:
             g_f, u_f = buf.rfft(g3[b, j], u3[b, j])  # one transform for both
             corr = u_f.conj_physical_().mul_(g_f)
             acc[j] += corr[0] if corr.shape[0] == 1 else corr.sum(0)
-            if b.stop == r_b:  # this block of kernel rows has seen the whole batch
+            if b.stop == r_b and not spectral:  # this block of kernel rows has seen the whole batch
                 buf.irfft_into(acc[j].unsqueeze(0), grad_k[j].unsqueeze(0))
         else:
             (g_f,) = buf.rfft(g3[b, j])
         if need_u:
             buf.irfft_into(g_f.mul_(k_conj[j]), gu3[b, j])
+    if need_k and spectral:
+        grad_k = acc.mul_(_bin_weights(length, u.dtype))
     return (grad_u if need_u else None), (grad_k.view(k_shape) if need_k else None)
 
 
@@ -201,7 +225,8 @@ def causal_conv(u: Tensor, k: Tensor | None = None, *, k_f: Tensor | None = None
     Args:
         u: (..., H, L) input, time last.
         k: (H, L_k) or broadcastable to (..., H, L_k), L_k <= L (a shorter kernel is zero beyond L_k).
-        k_f: instead of k, its spectrum ``kernel_spectrum(k, L)``: (..., H, L + 1).
+        k_f: instead of k, its spectrum ``kernel_spectrum(k, L)``: (..., H, L + 1), for a kernel fixed
+            across calls. Same path and numbers as passing k; differentiable too (see the module docstring).
     Returns:
         y: (..., H, L) with u's dtype.
     """
@@ -213,19 +238,12 @@ def causal_conv(u: Tensor, k: Tensor | None = None, *, k_f: Tensor | None = None
             if k.shape[-1] > length:
                 raise ValueError(f"kernel length must be <= the input length {length}, got {k.shape[-1]}")
             dtype = _fft_dtype(u, k)
-            return _FFTConv.apply(u.to(dtype), k.to(dtype)).to(u.dtype)
+            return _FFTConv.apply(u.to(dtype), k.to(dtype), None).to(u.dtype)
         if k_f.shape[-1] != length + 1:
             raise ValueError(f"k_f must have last dim L + 1 = {length + 1}, got {k_f.shape[-1]}")
-        dtype = (
-            torch.float64 if (u.dtype == torch.float64 or k_f.dtype == torch.complex128) else torch.float32
-        )
-        plan = _block_plan(u, k_f.shape[:-1])
-        if plan is not None and not (torch.is_grad_enabled() and (u.requires_grad or k_f.requires_grad)):
-            y = _blocked_forward(u.to(dtype), k_f, *plan)
-        else:
-            u_f = torch.fft.rfft(u.to(dtype), n=2 * length)
-            y = torch.fft.irfft(u_f * k_f, n=2 * length)[..., :length]
-    return y.to(u.dtype)
+        wide = u.dtype == torch.float64 or k_f.dtype == torch.complex128
+        dtype, cdtype = (torch.float64, torch.complex128) if wide else (torch.float32, torch.complex64)
+        return _FFTConv.apply(u.to(dtype), None, k_f.to(cdtype)).to(u.dtype)
 
 
 def bidirectional_conv(u: Tensor, k_causal: Tensor, k_anticausal: Tensor) -> Tensor:
@@ -243,5 +261,5 @@ def bidirectional_conv(u: Tensor, k_causal: Tensor, k_anticausal: Tensor) -> Ten
     with torch.autocast(u.device.type, enabled=False):
         dtype = _fft_dtype(u, k_causal, k_anticausal)
         k = torch.cat([k_causal.to(dtype), k_anticausal.to(dtype).flip(-1)], dim=-1)  # (..., 2L)
-        y = _FFTConv.apply(u.to(dtype), k)
+        y = _FFTConv.apply(u.to(dtype), k, None)
     return y.to(u.dtype)

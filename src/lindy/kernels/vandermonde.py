@@ -20,16 +20,17 @@ import math
 import torch
 from torch import Tensor
 
+from lindy._checks import check_positive_int
+
 __all__ = ["vandermonde_kernel", "vandermonde_kernel_naive"]
 
 
-def _check(log_z: Tensor, c: Tensor, length: int) -> None:
+def _check(log_z: Tensor, c: Tensor, length: int) -> int:
     if log_z.shape[-1] != 2 or c.shape[-1] != 2:
         raise ValueError(
             f"log_z and c must be real pairs (..., N, 2), got {tuple(log_z.shape)}, {tuple(c.shape)}"
         )
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValueError(f"L must be a positive int, got {length!r}")
+    return check_positive_int("L", length)
 
 
 def _powers(log_z: Tensor, exponents: Tensor) -> tuple[Tensor, Tensor]:
@@ -50,7 +51,7 @@ def vandermonde_kernel(log_z: Tensor, c: Tensor, L: int) -> Tensor:
     Returns:
         K: (..., L) real, in the inputs' dtype.
     """
-    _check(log_z, c, L)
+    L = _check(log_z, c, L)
     T = math.isqrt(L - 1) + 1 if L > 1 else 1  # T = ceil(sqrt(L))
     Q = -(-L // T)
     dev, dt = log_z.device, log_z.dtype
@@ -66,7 +67,7 @@ def vandermonde_kernel(log_z: Tensor, c: Tensor, L: int) -> Tensor:
 
 def vandermonde_kernel_naive(log_z: Tensor, c: Tensor, L: int) -> Tensor:
     """The reference form: materialises exp(l log_z) for every l, (..., N, L). For tests and benchmarks."""
-    _check(log_z, c, L)
+    L = _check(log_z, c, L)
     l = torch.arange(L, device=log_z.device, dtype=log_z.dtype)
     p_re, p_im = _powers(log_z, l)
     return (c[..., 0:1] * p_re - c[..., 1:2] * p_im).sum(-2)

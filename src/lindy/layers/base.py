@@ -9,12 +9,22 @@ takes another input width, as LEM does) in two modes that give the same numbers:
 
 A state is a tensor or a tuple of tensors whose first dimension is the batch. Layers without a recurrent
 form (bidirectional ones) raise ``NotImplementedError`` from the recurrent methods with the reason.
+
+Inputs are checked before any work: shape, dtype, a batch and a length of at least one, and finiteness. A
+NaN or inf in the input gets an error naming its position, because the FFT of a parallel mode would spread
+it to every step of the sequence, the steps before it included, while the step mode would not. The
+finiteness check costs one pass over the input; ``set_finite_check(False)`` or the environment variable
+``LINDY_CHECK_FINITE=0`` turns it off, and it is skipped while torch.compile traces. A model checks its
+own input once (``inputs_checked``): its layers see activations, whose blow-up the trainer reports.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +52,10 @@ __all__ = [
     "check_finite_number",
     "check_positive_int",
     "check_choice",
-    "check_loaded_finite",
+    "refuse_non_finite_state_dict",
+    "check_finite_input",
+    "set_finite_check",
+    "inputs_checked",
 ]
 
 
@@ -67,7 +80,10 @@ def check_sequence_input(x: Any, d_model: int, *, name: str = "x", dtype: torch.
         raise ValueError(f"{name} last dim must be d_model={d_model}, got shape {tuple(x.shape)}")
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have length >= 1, got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} must have batch >= 1, got shape {tuple(x.shape)}")
     _check_float_dtype(x, name, dtype)
+    check_finite_input(x, name, ("batch", "step", "feature"))
 
 
 def check_step_input(x_t: Any, d_model: int, *, name: str = "x_t", dtype: torch.dtype | None = None) -> None:
@@ -76,7 +92,48 @@ def check_step_input(x_t: Any, d_model: int, *, name: str = "x_t", dtype: torch.
         raise TypeError(f"{name} must be a torch.Tensor of shape (batch, {d_model}), got {type(x_t)}")
     if x_t.dim() != 2 or x_t.shape[-1] != d_model:
         raise ValueError(f"{name} must have shape (batch, d_model={d_model}), got {tuple(x_t.shape)}")
+    if x_t.shape[0] == 0:
+        raise ValueError(f"{name} must have batch >= 1, got shape {tuple(x_t.shape)}")
     _check_float_dtype(x_t, name, dtype)
+    check_finite_input(x_t, name, ("batch", "feature"))
+
+
+_FINITE_CHECK = {"enabled": os.environ.get("LINDY_CHECK_FINITE", "1").strip() not in ("0", "false", "off")}
+_CHECKED = threading.local()  # depth of inputs_checked() scopes in this thread
+
+
+def set_finite_check(enabled: bool) -> bool:
+    """Turn the non-finite input check on or off for this process; returns the previous setting."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    previous, _FINITE_CHECK["enabled"] = _FINITE_CHECK["enabled"], enabled
+    return previous
+
+
+@contextmanager
+def inputs_checked() -> Iterator[None]:
+    """Within this scope layers skip the finiteness check (their caller checked the real input)."""
+    _CHECKED.depth = getattr(_CHECKED, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _CHECKED.depth -= 1
+
+
+def check_finite_input(x: Tensor, name: str, dims: Sequence[str]) -> None:
+    """Raise a ValueError naming the first NaN/inf of ``x`` by ``dims`` (e.g. batch, step, feature)."""
+    if not _FINITE_CHECK["enabled"] or getattr(_CHECKED, "depth", 0) or torch.compiler.is_compiling():
+        return
+    if not x.is_floating_point() or bool(torch.isfinite(x).all()):
+        return
+    bad = (~torch.isfinite(x)).nonzero()
+    where = ", ".join(f"{d} {int(i)}" for d, i in zip(dims, bad[0]))
+    raise ValueError(
+        f"{name} contains NaN or inf ({len(bad)} value(s), the first at {where}: {x[tuple(bad[0])].item()}); "
+        "expected finite values. A parallel (FFT) mode would spread it to every step of that sequence. "
+        "Clean the input, or turn this check off with LINDY_CHECK_FINITE=0 or "
+        "lindy.layers.base.set_finite_check(False)"
+    )
 
 
 def _check_float_dtype(x: Tensor, name: str, dtype: torch.dtype | None) -> None:
@@ -214,8 +271,8 @@ class SequenceLayer(nn.Module):
         super().__init__()
         self.d_model = check_positive_int("d_model", d_model)
         self.d_input = check_positive_int("d_input", d_input) if d_input is not None else d_model
-        # A checkpoint with NaN/inf in it fails on load, naming the tensor, not several layers later.
-        self.register_load_state_dict_post_hook(check_loaded_finite)
+        # A checkpoint with NaN/inf in it fails on load, naming the tensor, before anything is copied.
+        self.register_load_state_dict_pre_hook(refuse_non_finite_state_dict)
 
     # -- dtype of the layer's parameters, used to refuse silently mismatched inputs
     @property
@@ -262,6 +319,7 @@ class SequenceLayer(nn.Module):
         """One recurrent step: x_t (batch, d_input) -> y_t (batch, d_model), new state."""
         self._require_recurrent()
         check_step_input(x_t, self.d_input, dtype=self.param_dtype)
+        self._check_state(state, x_t)
         return self._step(x_t, state)
 
     def _step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
@@ -271,7 +329,40 @@ class SequenceLayer(nn.Module):
         """Process a chunk starting from ``state``; chunked calls equal one call over the whole sequence."""
         self._require_recurrent()
         check_sequence_input(x, self.d_input, dtype=self.param_dtype)
+        self._check_state(state, x)
         return self._forward_with_state(x, state)
+
+    def _check_state(self, state: Any, x: Tensor) -> None:
+        """A state of the declared shapes, for x's batch, device and (outside autocast) parameter dtype.
+
+        Without it a batch-1 state would broadcast over a larger batch silently, and a wrong dtype or
+        device would fail deep inside the recurrence.
+        """
+        shape = self.state_shape()
+        if shape is None:
+            return
+        shapes = shape if shape and isinstance(shape[0], tuple) else (shape,)
+        tensors = state if isinstance(state, tuple) and len(shapes) > 1 else (state,)
+        how = "from initial_state(batch_size) or a previous step"
+        if len(tensors) != len(shapes) or not all(isinstance(t, Tensor) for t in tensors):
+            kind = f"a tuple of {len(shapes)} tensors" if len(shapes) > 1 else "a tensor"
+            raise TypeError(f"state must be {kind} ({how}), got {type(state).__name__}")
+        batch, dtype = x.shape[0], self.param_dtype
+        autocast = torch.is_autocast_enabled(x.device.type) if x.device.type in ("cpu", "cuda") else False
+        for i, (t, s) in enumerate(zip(tensors, shapes)):
+            name = f"state[{i}]" if len(shapes) > 1 else "state"
+            if tuple(t.shape) != (batch, *s):
+                raise ValueError(
+                    f"{name} must have shape (batch={batch}, {', '.join(map(str, s))}) for this input "
+                    f"({how}), got {tuple(t.shape)}"
+                )
+            if t.device != x.device:
+                raise ValueError(f"{name} is on {t.device} but the input is on {x.device}; move one of them")
+            if dtype is not None and t.dtype != dtype and not autocast:
+                raise TypeError(
+                    f"{name} has dtype {t.dtype} but the layer's parameters are {dtype}; {how} gives the "
+                    "right one"
+                )
 
     def _forward_with_state(self, x: Tensor, state: State) -> tuple[Tensor, State]:
         ys = []
@@ -281,14 +372,20 @@ class SequenceLayer(nn.Module):
         return torch.stack(ys, dim=1), state
 
 
-def check_loaded_finite(module: nn.Module, incompatible_keys) -> None:
-    for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-        if tensor.is_floating_point() or tensor.is_complex():
-            if not bool(torch.isfinite(tensor).all()):
-                raise ValueError(
-                    f"{type(module).__name__}: loaded tensor {name!r} contains NaN or inf; "
-                    "expected finite values"
-                )
+def refuse_non_finite_state_dict(module: nn.Module, state_dict: Mapping, prefix: str, *args) -> None:
+    """A ``load_state_dict`` pre-hook: raise, naming the tensor, if any incoming tensor is NaN or inf.
+
+    It runs before the module (the outermost one first) copies anything, so a refused load leaves the
+    module exactly as it was.
+    """
+    for key, tensor in state_dict.items():
+        if not key.startswith(prefix) or not isinstance(tensor, Tensor):
+            continue
+        if (tensor.is_floating_point() or tensor.is_complex()) and not bool(torch.isfinite(tensor).all()):
+            raise ValueError(
+                f"{type(module).__name__}: loaded tensor {key[len(prefix) :]!r} contains NaN or inf; "
+                "expected finite values (the module is unchanged)"
+            )
 
 
 # ----------------------------------------------------------------------------------------------------

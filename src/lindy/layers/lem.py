@@ -13,8 +13,8 @@ Linear(d_in -> 4d) with output chunks [V2 | V1 | Vy | Vz], ``hid2hid`` = Linear(
 [W2 | W1 | Wz], ``transform_z`` = Linear(d -> d) = Wy; every tensor ~ U(-1/sqrt d, 1/sqrt d).
 
 Parallel mode: the whole recurrence in a C++ loop on CPU (BLAS matmuls and fused gate loops; a Python loop
-over the same buffers elsewhere) with a hand-written backward (``lem_scan.LEMScan``). Recurrent mode: the
-same cell one step at a time.
+over the same buffers elsewhere) with a hand-written backward (``lindy.kernels.lem_scan.LEMScan``).
+Recurrent mode: the same cell one step at a time.
 Contract shapes: x (batch, length, d_input) -> all y_n (batch, length, d_model); state (y, z), each
 (batch, d_model).
 """
@@ -27,17 +27,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lindy.layers.base import SequenceLayer, check_finite_number, check_positive_int, register_layer
-from lindy.layers.lem_scan import LEMScan
+from lindy.kernels.lem_scan import LEMScan
+from lindy.layers.base import SequenceLayer, check_finite_number, register_layer
 
 __all__ = ["LEM"]
 
 
-@register_layer(
-    "lem",
-    test_configs={"default": dict(dt=0.5), "narrow-input": dict(d_input=2, dt=1.0)},
-    invalid_configs=[dict(dt=0.0), dict(dt=float("nan")), dict(dt=1.5), dict(d_input=0)],
-)
 class LEM(SequenceLayer):
     """Long Expressive Memory layer. x: (batch, length, d_input) -> y: (batch, length, d_model).
 
@@ -59,11 +54,9 @@ class LEM(SequenceLayer):
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def initial_state(self, batch_size: int, device=None, dtype=None) -> tuple[Tensor, Tensor]:
-        check_positive_int("batch_size", batch_size)
-        w = self.hid2hid.weight
-        zeros = torch.zeros(batch_size, self.d_model, device=device or w.device, dtype=dtype or w.dtype)
-        return zeros, zeros.clone()
+    def state_shape(self) -> tuple[tuple[int], tuple[int]]:
+        """(y, z) of one example: ((d_model,), (d_model,)); the initial state is zeros."""
+        return (self.d_model,), (self.d_model,)
 
     def _scan(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         # under autocast the whole recurrence runs in the autocast dtype (the Function sees no autocast)
@@ -99,3 +92,11 @@ class LEM(SequenceLayer):
         z = (1 - g_z) * z + g_z * torch.tanh(wz + vz)
         y = (1 - g_y) * y + g_y * torch.tanh(self.transform_z(z) + vy)
         return y, (y, z)
+
+
+register_layer(
+    "lem",
+    LEM,
+    test_configs={"default": dict(dt=0.5), "narrow-input": dict(d_input=2, dt=1.0)},
+    invalid_configs=[dict(dt=0.0), dict(dt=float("nan")), dict(dt=1.5), dict(d_input=0)],
+)

@@ -19,7 +19,13 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from lindy.layers.base import check_finite_number, check_loaded_finite, check_positive_int
+from lindy.layers.base import (
+    check_finite_input,
+    check_finite_number,
+    check_positive_int,
+    inputs_checked,
+    refuse_non_finite_state_dict,
+)
 from lindy.models.blocks import FEEDFORWARDS, NORMS, ResidualBlock, make_norm
 from lindy.models.heads import POOLINGS, SequencePooling
 
@@ -150,7 +156,7 @@ class SequenceModel(nn.Module):
         self.decoder = nn.Linear(d_model, d_output)
         if tie_embeddings:
             self.decoder.weight = self.encoder.weight
-        self.register_load_state_dict_post_hook(check_loaded_finite)
+        self.register_load_state_dict_pre_hook(refuse_non_finite_state_dict)
 
     @property
     def recurrent(self) -> bool:
@@ -207,6 +213,10 @@ class SequenceModel(nn.Module):
                 )
         if not step and x.shape[1] == 0:
             raise ValueError(f"{name} must have length >= 1, got shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} must have batch >= 1, got shape {tuple(x.shape)}")
+        if not self.tokens:
+            check_finite_input(x, name, ("batch", "feature") if step else ("batch", "step", "feature"))
 
     def _require_recurrent(self) -> None:
         if not self.recurrent:
@@ -222,8 +232,9 @@ class SequenceModel(nn.Module):
         """x: (B, L, d_input) or tokens (B, L) -> (B, d_output) pooled, or (B, L, d_output) for "none"."""
         self._check_input(x, step=False)
         h = self.encoder(x)
-        for block in self.blocks:
-            h = block(h)
+        with inputs_checked():  # the blocks see activations: a blow-up there is the trainer's to report
+            for block in self.blocks:
+                h = block(h)
         return self.decoder(self.pool(self.final_norm(h)))
 
     # ------------------------------------------------------------------------------------------------
@@ -256,9 +267,10 @@ class SequenceModel(nn.Module):
         self._check_state(state)
         h = self.encoder(x)
         new_states = []
-        for block, s in zip(self.blocks, state):
-            h, s = block.step(h, s) if step else block.forward_with_state(h, s)
-            new_states.append(s)
+        with inputs_checked():
+            for block, s in zip(self.blocks, state):
+                h, s = block.step(h, s) if step else block.forward_with_state(h, s)
+                new_states.append(s)
         h = self.final_norm(h)
         pool_state = state[-1] if self.pooling == "mean" else None
         h, pool_state = self.pool.step(h, pool_state) if step else self.pool.forward_with_state(h, pool_state)

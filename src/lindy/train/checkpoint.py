@@ -1,29 +1,28 @@
-"""Checkpoints: atomic writes (temp file + rename) and safe loading (``torch.load(weights_only=True)``).
+"""Checkpoints: atomic writes (``lindy._atomic``: temp file, fsync, rename) and safe loading
+(``torch.load(weights_only=True)``).
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so that it loads with
-``weights_only=True``: a tampered or foreign pickle that asks to run code fails to load instead.
+``weights_only=True``: a tampered or foreign pickle that asks to run code fails to load instead. What a
+lindy run puts in it, and when, is in ``lindy.train.resume``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from lindy._atomic import atomic_write
+
 
 def save_atomic(obj, path: str | Path) -> None:
-    """Write ``obj`` with torch.save to a temp file in the same folder, fsync, then rename over ``path``.
+    """``torch.save(obj)`` to ``path`` atomically: a crash at any point leaves the old file or the new one."""
 
-    A crash at any point leaves either the old file or the new one, never a torn one.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

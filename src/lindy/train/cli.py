@@ -57,25 +57,21 @@ def _checkpoint_path(target: str) -> Path:
 
 
 def eval_main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="lindy eval", description="test-split metrics of a checkpoint")
+    p = argparse.ArgumentParser(
+        prog="lindy eval", description="test-split metrics of a checkpoint; writes nothing into its run"
+    )
     p.add_argument("target", help="a run folder (uses best.pt) or a checkpoint file")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. data.root=/data")
     args = p.parse_args(argv)
-    from omegaconf import OmegaConf
+    from lindy.train.evaluate import evaluate_checkpoint
 
-    from lindy.train.checkpoint import load_checkpoint
-    from lindy.train.loop import Trainer
-
-    path = _checkpoint_path(args.target)
-    state = load_checkpoint(path)
-    cfg = OmegaConf.merge(OmegaConf.create(state["config"]), OmegaConf.from_dotlist(args.overrides))
-    cfg.trainer.tensorboard = False
-    cfg.trainer.resume = "never"
-    cfg.trainer.run_dir = str(path.parent)
-    trainer = Trainer(cfg)
-    trainer.model.load_state_dict(state["model"])
-    metrics = trainer.evaluate(getattr(trainer.data, args.split))
+    try:
+        path = _checkpoint_path(args.target)
+        metrics = evaluate_checkpoint(path, args.split, args.overrides)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"lindy eval: {err}", file=sys.stderr)
+        return 2
     print(json.dumps({"checkpoint": str(path), "split": args.split, **metrics}))
     return 0
 

@@ -1,16 +1,18 @@
-"""Compose an experiment's config from the Hydra tree shipped in ``lindy/configs``.
+"""Compose an experiment's config from the Hydra tree shipped in ``lindy/configs``, and translate it.
 
 Hydra's compose API is used (no working-directory change, no outputs/ folder): ``compose_config(["experiment=
 lem/smnist", "trainer.max_epochs=5"])``. Unknown keys and group values fail at once with Hydra's message,
-which names the valid choices.
+which names the valid choices. ``model_config`` turns a composed config into ``build_model``'s arguments,
+``resolve_device`` and ``set_up_torch`` into the process settings a run (or ``lindy eval``) starts with.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from hydra import compose, initialize_config_module
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -45,3 +47,29 @@ def explain(error: Exception) -> str:
         if options:
             message += f"\nAvailable options in '{group}':\n" + "\n".join(f"\t{o}" for o in options)
     return message
+
+
+def model_config(cfg: DictConfig) -> dict:
+    """The SequenceModel arguments: cfg.model plus the layer group (name + its keyword arguments)."""
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    layer = OmegaConf.to_container(cfg.layer, resolve=True)
+    model["layer"] = layer.pop("name")
+    model["layer_kwargs"] = layer
+    return {k: v for k, v in model.items() if v is not None}
+
+
+def resolve_device(name: str) -> str:
+    """``trainer.device``: "auto" is CUDA when there is one, else CPU; any other name is kept."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def set_up_torch(cfg: DictConfig) -> None:
+    """Threads, the global seed (model init, dropout) and deterministic kernels, before anything is built."""
+    t = cfg.trainer
+    if t.threads:
+        torch.set_num_threads(int(t.threads))  # the thread count changes float sums: part of the numbers
+    torch.manual_seed(cfg.seed)
+    if t.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)

@@ -1,15 +1,20 @@
 """What a run leaves in its folder: metrics.csv, TensorBoard events, PNG curves and summary.json.
 
-Only rank 0 writes. metrics.csv gets one row per evaluation and is appended to (a resumed run continues
-the same file); plots are redrawn from it with matplotlib's Agg backend.
+Only rank 0 writes. metrics.csv gets one row per evaluation (a resumed run continues the same file, from
+the row of its checkpoint's step); plots are redrawn from it with matplotlib's Agg backend. metrics.csv,
+curves.png and summary.json are replaced atomically (``lindy._atomic``): a crash leaves the old file or
+the new one. TensorBoard's event files are append-only streams and are written as such.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import subprocess
 from pathlib import Path
+
+from lindy._atomic import atomic_write, atomic_write_text
 
 FIELDS = ["epoch", "step", "lr", "train_loss", "val_loss", "val_metric", "tokens_per_s", "elapsed_s"]
 
@@ -34,12 +39,14 @@ class RunRecords:
             self.wandb = wandb_module.init(dir=str(run_dir), **wandb)
 
     def log_eval(self, row: dict) -> None:
-        new = not self.csv_path.exists()
-        with open(self.csv_path, "a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow({k: row.get(k) for k in FIELDS})
+        old = self.csv_path.read_bytes() if self.csv_path.exists() else b""
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=FIELDS)
+        if not old:
+            w.writeheader()
+        w.writerow({k: row.get(k) for k in FIELDS})
+        new = buf.getvalue().encode("utf-8")
+        atomic_write(self.csv_path, lambda tmp: tmp.write_bytes(old + new))
         if self.writer is not None:
             step = row["step"]
             for key in ("lr", "train_loss", "val_loss", "tokens_per_s"):
@@ -59,8 +66,19 @@ class RunRecords:
     def read(self) -> list[dict]:
         if not self.csv_path.exists():
             return []
-        with open(self.csv_path) as f:
+        with open(self.csv_path, newline="") as f:
             return list(csv.DictReader(f))
+
+    def drop_rows_after(self, step: int) -> None:
+        """Keep the rows of steps <= ``step``: a resumed run replays the steps after its checkpoint, and
+        logs their evaluations again."""
+        if not self.csv_path.exists():
+            return
+        lines = self.csv_path.read_bytes().splitlines(keepends=True)
+        at = FIELDS.index("step")
+        kept = lines[:1] + [b for b in lines[1:] if int(next(csv.reader([b.decode()]))[at]) <= step]
+        if len(kept) < len(lines):
+            atomic_write(self.csv_path, lambda tmp: tmp.write_bytes(b"".join(kept)))
 
     def plot(self) -> None:
         import matplotlib
@@ -82,7 +100,7 @@ class RunRecords:
         for ax in (ax_loss, ax_metric):
             ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(self.run_dir / "curves.png", dpi=100)
+        atomic_write(self.run_dir / "curves.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
         plt.close(fig)
 
     def close(self) -> None:
@@ -104,6 +122,4 @@ def git_commit() -> str | None:
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
-    tmp = run_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    tmp.replace(run_dir / "summary.json")
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))

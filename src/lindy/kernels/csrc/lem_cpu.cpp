@@ -11,7 +11,7 @@
 // [p_y | p_z | q_z]. The error is an absolute half-ulp of 1 (6e-8 in float32), which is the rounding of
 // values of order one anyway. The backward uses the plain weights W, Wy.
 //
-// Layout (time-major, contiguous; see lindy/layers/lem_scan.py):
+// Layout (time-major, contiguous; see lindy/kernels/lem_scan.py):
 //   G  (L, B, 4d)  rows [p_y | p_z | 2 q_z | 2 q_y], the input projections with all biases folded in,
 //                  made step by step by the forward, which then overwrites them with [s_y | s_z | tanh q_z | tanh q_y] (s = sigmoid), the
 //                  values the backward needs.

@@ -1,0 +1,78 @@
+"""Metrics of a model on one split: the trainer's validation and test, and ``lindy eval``.
+
+``evaluate`` runs the model in eval mode over this rank's shard of the split and sums (loss * n, correct,
+n) across ranks, so W processes give the numbers one would. ``evaluate_checkpoint`` rebuilds data and model
+from a checkpoint alone and calls it; it writes nothing (no run folder, no config.yaml, no logger).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from lindy.train.batches import eval_loader
+from lindy.train.metrics import MetricSum
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast when ``trainer.precision=bf16``; a no-op context for fp32."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    info,
+    *,
+    batch: int,
+    device: torch.device,
+    precision: str = "fp32",
+    workers: int = 0,
+    world: int = 1,
+    rank: int = 0,
+) -> dict[str, float]:
+    """{"loss": mean loss, info.metric: its value} of ``model`` on ``dataset`` (``info``: its TaskInfo).
+
+    Leaves ``model`` in eval mode and draws nothing from torch's global RNG.
+    """
+    model.eval()
+    sums = MetricSum(info.task, info.metric, device, loss=info.loss)
+    for x, y in eval_loader(dataset, batch, world, rank, workers):
+        x, y = x.to(device), y.to(device)
+        with autocast(device, precision):
+            out = model(x)
+        sums.update(out, y, x)
+    sums.all_reduce()
+    return sums.result()
+
+
+def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] = ()) -> dict[str, float]:
+    """Metrics of the checkpoint at ``path`` on ``split``, built from its own config (plus dotlist
+    ``overrides``, e.g. ``data.root=/data``) with the same threads, seed and precision as its run."""
+    from omegaconf import OmegaConf
+
+    from lindy.data import build_data
+    from lindy.models import build_model
+    from lindy.train.checkpoint import load_checkpoint
+    from lindy.train.config import model_config, resolve_device, set_up_torch
+
+    state = load_checkpoint(path)
+    cfg = OmegaConf.merge(OmegaConf.create(state["config"]), OmegaConf.from_dotlist(list(overrides)))
+    set_up_torch(cfg)
+    device = torch.device(resolve_device(cfg.trainer.device))
+    data = build_data(**OmegaConf.to_container(cfg.data, resolve=True))
+    model = build_model(model_config(cfg), data.info).to(device)
+    model.load_state_dict(state["model"])
+    return evaluate(
+        model,
+        getattr(data, split),
+        data.info,
+        batch=cfg.loader.eval_batch_size,
+        device=device,
+        precision=cfg.trainer.precision,
+        workers=cfg.loader.num_workers,
+    )
