@@ -11,6 +11,8 @@ Modules, one job each:
 - ``cauchy``: Cauchy matrix products sum_n W_n / (a_f - b_f mu_n) without the (N, F) matrix.
 - ``nplr_kernel``: the kernel of a normal-plus-low-rank system by Woodbury and Cauchy products.
 - ``krylov``: dense Krylov kernels C Abar^l Bbar (reference and general fallback).
+- ``spectral``: Hankel filters (top-K eigh, memory and disk cache), the STU's frequency-response
+  convolution and output AR filter, each with a hand-written backward.
 - ``lif``: the discrete leaky integrate-and-fire neuron, step by step.
 - ``lem_scan``: LEM's recurrence as an autograd Function; ``lem_cpu`` builds its C++ loop.
 - ``cpp``: build-on-first-use C++ extensions and the status of every fast path tried.

@@ -4,15 +4,19 @@ Importing this package registers every layer under its lower-case name (``build_
 """
 
 from lindy.layers.base import LAYERS, SequenceLayer, build_layer, register_layer, register_ssm_param
+from lindy.layers.ldnn import LDNN
 from lindy.layers.lem import LEM
 from lindy.layers.lssl import LSSL
 from lindy.layers.s4d import S4D
+from lindy.layers.stu import STU
 
 __all__ = [
     "LAYERS",
+    "LDNN",
     "LEM",
     "LSSL",
     "S4D",
+    "STU",
     "SequenceLayer",
     "build_layer",
     "register_layer",

@@ -1,0 +1,314 @@
+"""Spectral filters of the STU (Agarwal, Suo, Chen, Hazan 2024) and the two linear maps built on them.
+
+Filters. The Hankel matrix of length L, for i, j = 1..L,
+
+    standard:  Z_ij = 2 / ((i+j)^3 - (i+j))
+    "L":       Z_ij = ((-1)^(i+j-2) + 1) * 8 / ((i+j+3) (i+j-1) (i+j+1))    (zero when i+j is odd)
+
+is symmetric positive (semi)definite. Its top-K eigenpairs (sigma_k, v_k) come from a full ``eigh`` in
+float64 on CPU (what both references do), kept in ascending order of sigma (the references' order: the
+largest eigenvalue is the last filter), and the filters are phi_k = v_k sigma_k^(1/4) (L, K). Eigenvector
+signs are arbitrary (LAPACK), so lindy fixes them: **the entry of largest magnitude of each v_k is
+positive** (the first entry wins a tie). Eigenvalues below zero (round-off of the noise floor, sigma ~ 1e-17
+sigma_max) are clamped to 0 before the fourth root. ``hankel_eigh`` caches per (L, K, variant) in memory
+and, for L >= ``DISK_MIN_LEN``, on disk in lindy's cache folder (``$LINDY_CACHE`` or ``~/.cache/lindy``, see
+``lindy.data.cache.default_cache_dir``), since ``eigh`` at L = 8192 takes minutes.
+
+Maps (``spectral_conv``, ``ar_filter``), each an autograd Function with a hand-written backward:
+
+- ``spectral_conv(u, F_f, M)``: y[t] = sum_k sum_s f_k[s] u[t-s] M_k, u (B, L, d_in), fixed filters f_k
+  given by their spectra F_f = rfft(f, 2L) (K, L+1), M (K, d_in, d_out). It never forms the (B, L, K, d)
+  features: the frequency response W(m) = sum_k F_k(m) M_k (d_in x d_out per bin) does not depend on the
+  batch, so y = irfft(rfft(u) W) costs the FFTs of d_in inputs and d_out outputs plus O(L K d_in d_out)
+  shared by the batch. W is built and used over blocks of bins (about ``BLOCK_BYTES`` each), never whole.
+  Backward, with G = rfft(grad_y), U = rfft(u) and c_m / n the weights of the 2L-point real spectrum
+  (c_0 = c_L = 1, else 2): grad_u = irfft(G W^H)[:L] and
+  grad_M_k = sum_m c_m / n Re(conj(F_k(m)) sum_b U(m)^H G(m)).
+- ``ar_filter(x, M_y, y0)``: the output autoregression y_t = x_t + sum_{j=1}^p y_{t-j} M_y[j-1] (an IIR
+  filter, sequential); its backward is the same recursion run backward in time with the transposed M_y.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lindy._checks import check_choice, check_positive_int
+
+__all__ = [
+    "HANKELS",
+    "hankel_matrix",
+    "hankel_eigh",
+    "spectral_filters",
+    "sign_normalize",
+    "spectral_conv",
+    "ar_filter",
+    "ar_filter_naive",
+    "clear_memory_cache",
+]
+
+HANKELS = ("standard", "L")
+DISK_MIN_LEN = 1024  # smaller eigh calls take under a second: not worth a file
+FILTER_CACHE_VERSION = 1
+# target bytes of one block of the frequency response W (complex, bins x d_in x d_out)
+BLOCK_BYTES = 4 << 20
+
+_MEMORY: dict[tuple[int, int, str], tuple[Tensor, Tensor]] = {}
+_LOCK = threading.Lock()
+
+
+def hankel_matrix(length: int, variant: str = "standard") -> Tensor:
+    """Z (L, L) float64, the ``standard`` or ``"L"`` Hankel matrix of the module docstring."""
+    check_positive_int("length", length)
+    check_choice("hankel", variant, HANKELS)
+    i = torch.arange(1, length + 1, dtype=torch.float64)
+    s = i[:, None] + i[None, :]
+    if variant == "standard":
+        return 2.0 / (s**3 - s)
+    return ((-1.0) ** (s - 2.0) + 1.0) * 8.0 / ((s + 3.0) * (s - 1.0) * (s + 1.0))
+
+
+def sign_normalize(vectors: Tensor) -> Tensor:
+    """Columns of ``vectors`` (L, K) flipped so that each one's largest-|.| entry is positive."""
+    idx = vectors.abs().argmax(0)
+    signs = torch.sign(vectors.gather(0, idx[None]))[0]
+    return vectors * torch.where(signs == 0, torch.ones_like(signs), signs)
+
+
+def _disk_path(length: int, k: int, variant: str, cache_dir: str | Path | None) -> Path:
+    from lindy.data.cache import default_cache_dir  # lazy: the data package is heavy to import
+
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return folder / f"hankel-{variant}-L{length}-K{k}-v{FILTER_CACHE_VERSION}.safetensors"
+
+
+def _read(path: Path, length: int, k: int) -> tuple[Tensor, Tensor] | None:
+    from safetensors.torch import load_file
+
+    try:
+        data = load_file(str(path))
+        sigma, vectors = data["sigma"], data["vectors"]
+    except Exception:  # noqa: BLE001  (a torn or foreign file is recomputed)
+        return None
+    if sigma.shape != (k,) or vectors.shape != (length, k) or sigma.dtype != torch.float64:
+        return None
+    return sigma, vectors
+
+
+def _write(path: Path, sigma: Tensor, vectors: Tensor) -> None:
+    from safetensors.torch import save_file
+
+    from lindy._atomic import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: save_file({"sigma": sigma, "vectors": vectors}, str(tmp)))
+    except OSError:
+        pass  # a read-only cache folder only costs the next process the eigh again
+
+
+def hankel_eigh(
+    length: int,
+    k: int,
+    variant: str = "standard",
+    *,
+    cache_dir: str | Path | None = None,
+    disk: bool | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(sigma (K,), v (L, K)): the top-K eigenpairs of the Hankel matrix, ascending, float64, v with
+    lindy's sign convention. Cached in memory, and on disk when ``disk`` (default: L >= DISK_MIN_LEN)."""
+    check_positive_int("length", length)
+    check_positive_int("num_filters", k)
+    check_choice("hankel", variant, HANKELS)
+    if k > length:
+        raise ValueError(f"num_filters must be <= the filter length {length}, got {k}")
+    key = (length, k, variant)
+    with _LOCK:
+        if key in _MEMORY:
+            return _MEMORY[key]
+    disk = length >= DISK_MIN_LEN if disk is None else disk
+    path = _disk_path(length, k, variant, cache_dir) if disk else None
+    found = _read(path, length, k) if path is not None and path.exists() else None
+    if found is None:
+        sigma, vectors = torch.linalg.eigh(hankel_matrix(length, variant))
+        sigma, vectors = sigma[-k:].clone(), sign_normalize(vectors[:, -k:]).contiguous()
+        if path is not None:
+            _write(path, sigma, vectors)
+        found = (sigma, vectors)
+    with _LOCK:
+        _MEMORY[key] = found
+    return found
+
+
+def spectral_filters(length: int, k: int, variant: str = "standard", **cache) -> Tensor:
+    """phi (L, K) float64: the top-K eigenvectors times sigma^(1/4) (sigma clamped at 0), ascending."""
+    sigma, vectors = hankel_eigh(length, k, variant, **cache)
+    return vectors * sigma.clamp(min=0.0) ** 0.25
+
+
+def clear_memory_cache() -> None:
+    """Forget the filters kept in memory (the disk cache stays)."""
+    with _LOCK:
+        _MEMORY.clear()
+
+
+# ----------------------------------------------------------------------------------------------------
+# spectral_conv: y = sum_k (f_k * u) M_k through the batch-independent frequency response
+# ----------------------------------------------------------------------------------------------------
+def _bin_weights(n_bins: int, n: int, dtype: torch.dtype, device) -> Tensor:
+    w = torch.full((n_bins,), 2.0 / n, dtype=dtype, device=device)
+    w[0] = 1.0 / n
+    if n % 2 == 0:
+        w[-1] = 1.0 / n
+    return w
+
+
+def _bin_blocks(n_bins: int, d_in: int, d_out: int, itemsize: int):
+    size = max(1, BLOCK_BYTES // max(1, d_in * d_out * 2 * itemsize))
+    return [slice(a, min(a + size, n_bins)) for a in range(0, n_bins, size)]
+
+
+def _response(f_ri: Tensor, m2: Tensor, nb: int, d_in: int, d_out: int) -> Tensor:
+    """W (nb, d_in, d_out) complex from the block's [Re F; Im F] (2 nb, K) and M (K, d_in d_out)."""
+    p = f_ri @ m2
+    return torch.complex(p[:nb], p[nb:]).view(nb, d_in, d_out)
+
+
+class _SpectralConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u: Tensor, f_spec: Tensor, m: Tensor) -> Tensor:
+        batch, length, d_in = u.shape
+        k, _, d_out = m.shape
+        n, n_bins = 2 * length, length + 1
+        u_f = torch.fft.rfft(u, n=n, dim=1).transpose(0, 1).contiguous()  # (bins, B, d_in)
+        f_ri = torch.cat([f_spec.real.T, f_spec.imag.T], 0).contiguous()  # (2 bins, K): rows re..., im...
+        m2 = m.reshape(k, d_in * d_out)
+        blocks = _bin_blocks(n_bins, d_in, d_out, u.element_size())
+        out = []
+        for blk in blocks:
+            nb = blk.stop - blk.start
+            rows = torch.cat([f_ri[blk], f_ri[n_bins + blk.start : n_bins + blk.stop]], 0)
+            out.append(torch.bmm(u_f[blk], _response(rows, m2, nb, d_in, d_out)))
+        y_f = torch.cat(out, 0) if len(out) > 1 else out[0]
+        ctx.save_for_backward(u_f, f_ri, m)
+        ctx.length = length
+        return torch.fft.irfft(y_f.transpose(0, 1), n=n, dim=1)[:, :length]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        u_f, f_ri, m = ctx.saved_tensors
+        length = ctx.length
+        n, n_bins = 2 * length, length + 1
+        k, d_in, d_out = m.shape
+        need_u, need_m = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        g_f = torch.fft.rfft(grad, n=n, dim=1).transpose(0, 1).contiguous()  # (bins, B, d_out)
+        m2 = m.reshape(k, d_in * d_out)
+        w = _bin_weights(n_bins, n, m.dtype, m.device)
+        grad_u_f, grad_m = [], torch.zeros_like(m2) if need_m else None
+        for blk in _bin_blocks(n_bins, d_in, d_out, grad.element_size()):
+            nb = blk.stop - blk.start
+            rows = torch.cat([f_ri[blk], f_ri[n_bins + blk.start : n_bins + blk.stop]], 0)
+            if need_u:
+                resp = _response(rows, m2, nb, d_in, d_out)
+                grad_u_f.append(torch.bmm(g_f[blk], resp.conj().transpose(1, 2)))
+            if need_m:
+                corr = torch.bmm(u_f[blk].conj().transpose(1, 2), g_f[blk])  # (nb, d_in, d_out)
+                corr = torch.cat([corr.real, corr.imag], 0).reshape(2 * nb, d_in * d_out)
+                weighted = rows * torch.cat([w[blk], w[blk]])[:, None]  # Re(conj F C) = Fr Cr + Fi Ci
+                grad_m.addmm_(weighted.T, corr)
+        grad_u = None
+        if need_u:
+            spec = torch.cat(grad_u_f, 0) if len(grad_u_f) > 1 else grad_u_f[0]
+            grad_u = torch.fft.irfft(spec.transpose(0, 1), n=n, dim=1)[:, :length]
+        return grad_u, None, (grad_m.view(k, d_in, d_out) if need_m else None)
+
+
+def spectral_conv(u: Tensor, f_spec: Tensor, m: Tensor) -> Tensor:
+    """y[b, t] = sum_k sum_{s <= t} f_k[s] u[b, t - s] M_k (see the module docstring).
+
+    Args:
+        u: (B, L, d_in) real input.
+        f_spec: (K, L + 1) complex, the filters' spectra rfft(f, n=2L) (filters of at most L taps).
+        m: (K, d_in, d_out) real projections.
+    Returns:
+        y: (B, L, d_out) in u's dtype (computed in float32, or float64 when u or m is float64).
+    """
+    if u.dim() != 3 or m.dim() != 3 or u.shape[-1] != m.shape[1]:
+        raise ValueError(
+            f"u must be (B, L, d_in) and M (K, d_in, d_out), got {tuple(u.shape)}, {tuple(m.shape)}"
+        )
+    if tuple(f_spec.shape) != (m.shape[0], u.shape[1] + 1):
+        raise ValueError(
+            f"f_spec must have shape (K={m.shape[0]}, L + 1 = {u.shape[1] + 1}), got {tuple(f_spec.shape)}"
+        )
+    with torch.autocast(u.device.type, enabled=False):
+        wide = torch.float64 in (u.dtype, m.dtype)
+        dtype, cdtype = (torch.float64, torch.complex128) if wide else (torch.float32, torch.complex64)
+        y = _SpectralConv.apply(u.to(dtype), f_spec.to(cdtype), m.to(dtype))
+    return y.to(u.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# ar_filter: y_t = x_t + sum_j y_{t-j} M_y[j-1], sequential in time
+# ----------------------------------------------------------------------------------------------------
+class _ARFilter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, m_y: Tensor, y0: Tensor) -> Tensor:
+        batch, length, d = x.shape
+        p = m_y.shape[0]
+        yp = torch.cat([y0, torch.empty_like(x)], 1)  # (B, p + L, d): the p past outputs, then y
+        stack = m_y.flip(0).reshape(p * d, d)  # rows of the oldest lag first, as yp's window is ordered
+        for t in range(length):
+            yp[:, p + t] = torch.addmm(x[:, t], yp[:, t : t + p].reshape(batch, p * d), stack)
+        ctx.save_for_backward(yp, m_y)
+        return yp[:, p:].clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        yp, m_y = ctx.saved_tensors
+        batch, length, d = grad.shape
+        p = m_y.shape[0]
+        # gp[:, p + t] = dLoss/dx_t for t in [0, L), zeros before and p zeros after
+        gp = torch.zeros(batch, p + length + p, d, dtype=grad.dtype, device=grad.device)
+        stack_t = m_y.transpose(1, 2).reshape(p * d, d)  # lag 1 first, as gp's future window is ordered
+        for t in range(length - 1, -1, -1):
+            future = gp[:, p + t + 1 : p + t + 1 + p].reshape(batch, p * d)
+            gp[:, p + t] = torch.addmm(grad[:, t], future, stack_t)
+        # the past outputs y0 (times -p..-1) feed the outputs at t >= 0 only, not each other
+        g0 = torch.stack([gp[:, i + 1 : i + 1 + p].reshape(batch, p * d) @ stack_t for i in range(p)], 1)
+        gx = gp[:, p : p + length]
+        grad_m = None
+        if ctx.needs_input_grad[1]:
+            flat = gx.reshape(-1, d)
+            grad_m = torch.stack(
+                [yp[:, p - j : p - j + length].reshape(-1, d).T @ flat for j in range(1, p + 1)]
+            )
+        return gx.clone(), grad_m, g0
+
+
+def ar_filter(x: Tensor, m_y: Tensor, y0: Tensor | None = None) -> Tensor:
+    """y_t = x_t + sum_{j=1}^{p} y_{t-j} M_y[j-1]: x (B, L, d), M_y (p, d, d) (row vector times matrix),
+    y0 (B, p, d) the outputs before t = 0 in time order (oldest first; default zeros). Returns (B, L, d)."""
+    p = m_y.shape[0]
+    if y0 is None:
+        y0 = x.new_zeros(x.shape[0], p, x.shape[-1])
+    if p == 0:
+        return x
+    with torch.autocast(x.device.type, enabled=False):
+        dtype = torch.promote_types(x.dtype, m_y.dtype)
+        return _ARFilter.apply(x.to(dtype), m_y.to(dtype), y0.to(dtype)).to(x.dtype)
+
+
+def ar_filter_naive(x: Tensor, m_y: Tensor, y0: Tensor | None = None) -> Tensor:
+    """The same recursion written plainly (tests)."""
+    p = m_y.shape[0]
+    hist = [y0[:, i] for i in range(p)] if y0 is not None else [x.new_zeros(x[:, 0].shape)] * p
+    out = []
+    for t in range(x.shape[1]):
+        y = x[:, t] + sum(hist[-j] @ m_y[j - 1] for j in range(1, p + 1))
+        hist.append(y)
+        out.append(y)
+    return torch.stack(out, 1)
