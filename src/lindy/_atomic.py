@@ -4,11 +4,16 @@
 renames it over ``path`` (``os.replace`` is atomic on POSIX and Windows) and fsyncs the folder, so a crash
 at any point leaves either the old file or the new one, never a torn one. On failure the temp file is
 removed and the error names the file.
+
+The new file gets the permissions a plain ``open(path, "w")`` would give it: those of the file it replaces,
+else ``0o666`` less the umask (0o644 under the usual umask 022). Writers such as safetensors create their
+file 0o600, which would leave exports and data files unreadable to the other users of a shared machine.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +26,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        os.chmod(tmp, _mode_for(path))
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -36,6 +42,28 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """``atomic_write`` of a UTF-8 text file."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits ``open(path, "w")`` would leave: the existing file's, else 0o666 & ~umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Linux shows the umask without changing it; elsewhere set-and-restore (process-wide, but immediate)
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from lindy.data.cache import cache_key, cached_splits, cached_tensors
+from lindy.data.cache import cache_key, cached_splits, cached_tensors, default_cache_dir
 
 
 def counting_builder(value):
@@ -97,6 +97,29 @@ def test_root_places_the_cache_beside_the_users_files(tmp_path, monkeypatch):
     monkeypatch.setenv("LINDY_CACHE", str(tmp_path / "env"))
     cached_tensors("toy", {}, 1, build, root=tmp_path)
     assert len(list((tmp_path / "env").glob("toy-*.safetensors"))) == 1 and len(calls) == 2
+
+
+def test_cache_folder_order_lindy_cache_root_xdg_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LINDY_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "lindy"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # not absolute: ignored, as the XDG spec says
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "lindy"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "lindy"
+    assert default_cache_dir(tmp_path / "data") == tmp_path / "data" / "lindy-cache"
+    assert default_cache_dir("~/data") == tmp_path / "home" / "data" / "lindy-cache"
+    monkeypatch.setenv("LINDY_CACHE", str(tmp_path / "env"))
+    assert default_cache_dir() == default_cache_dir(tmp_path / "data") == tmp_path / "env"
+
+
+def test_generated_sets_are_cached_under_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("LINDY_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    build, calls = counting_builder(2)
+    cached_tensors("toy", {}, 1, build)
+    assert len(list((tmp_path / "xdg" / "lindy").glob("toy-*.safetensors"))) == 1
 
 
 def test_cached_splits_builds_in_order_once_and_keys_by_split(tmp_path):

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from lindy.bench.speed import _count
 from lindy.layers import LAYERS, build_layer
 
 
@@ -43,9 +44,9 @@ def smoke_row(name: str, batch: int, length: int, d_model: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="lindy smoke", description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--length", type=int, default=256)
-    p.add_argument("--d-model", type=int, default=32)
+    p.add_argument("--batch", type=_count(1), default=4)
+    p.add_argument("--length", type=_count(1), default=256)
+    p.add_argument("--d-model", type=_count(1), default=32)
     args = p.parse_args(argv)
     print("| layer | output shape | grad norm | fwd+bwd s | step == forward (16 steps) |")
     print("|---|---|---:|---:|---|")

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from lindy._checks import check_count
-from lindy.data.base import SPLITS, TaskInfo, make_splits, register_dataset, split_sizes
+from lindy.data.base import SPLITS, TaskInfo, check_seed, make_splits, register_dataset, split_sizes
 from lindy.data.streams import FreshDataset, check_fresh, stream_generator, stream_seed
 
 __all__ = ["adding", "adding_batch", "check_count", "FreshDataset", "stream_generator", "stream_seed"]
@@ -60,8 +60,10 @@ def adding(
     """Adding-problem sets of the given sizes and sequence length; ``fresh``: the train split is a
     ``FreshDataset`` of ``n_train`` on-demand items (see the module docstring)."""
     check_fresh(fresh)
+    check_count("length", length)
     if length < 2:
         raise ValueError(f"length must be >= 2 (one mark in each half), got {length}")
+    check_seed("seed", seed)
 
     def make(split: str, n: int):
         if split == "train" and fresh:

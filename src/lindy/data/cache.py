@@ -7,8 +7,9 @@ the size and modification time of each source file, so a changed generator, opti
 serves stale data. Writes are atomic (temporary file, then rename); a cache file that cannot be read is
 rebuilt, with a warning naming it.
 
-Where the cache lives: ``cache_dir`` if given, else ``$LINDY_CACHE``, else ``<root>/lindy-cache`` for data
-read from a user's ``root``, else ``~/.cache/lindy``.
+Where the cache lives, first match wins: ``cache_dir`` if given; else ``$LINDY_CACHE``; else
+``<root>/lindy-cache`` for data read from a user's ``root``; else ``$XDG_CACHE_HOME/lindy`` (the XDG base
+directory rule: only an absolute ``$XDG_CACHE_HOME`` counts); else ``~/.cache/lindy``.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ CACHE_FORMAT = 1  # bump to invalidate every cache file at once
 
 
 def default_cache_dir(root: str | Path | None = None) -> Path:
-    """``$LINDY_CACHE``, else ``<root>/lindy-cache``, else ``~/.cache/lindy``."""
+    """``$LINDY_CACHE``, else ``<root>/lindy-cache``, else ``$XDG_CACHE_HOME/lindy``, else
+    ``~/.cache/lindy``."""
     if os.environ.get("LINDY_CACHE"):
         return Path(os.environ["LINDY_CACHE"])
     if root is not None:
-        return Path(root) / "lindy-cache"
+        return Path(root).expanduser() / "lindy-cache"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the spec says a relative value is invalid and must be ignored
+        return Path(xdg) / "lindy"
     return Path.home() / ".cache" / "lindy"
 
 

@@ -38,7 +38,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lindy.data.base import DataSplits, StoredSequences, classification_info, register_dataset, require_files
+from lindy._checks import check_count
+from lindy.data.base import (
+    DataSplits,
+    StoredSequences,
+    check_flag,
+    check_fraction,
+    check_labels,
+    check_seed,
+    classification_info,
+    register_dataset,
+    require_files,
+)
 from lindy.data.cache import cached_tensors
 
 FOLDER = "cifar-10-batches-py"
@@ -116,8 +127,7 @@ def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"{path}: {len(data)} images but labels of shape {labels.shape}; expected {BATCH_FORMAT}"
         )
-    if len(labels) and (labels.min() < 0 or labels.max() > 9):
-        raise ValueError(f"{path}: labels outside 0..9 (min {labels.min()}, max {labels.max()})")
+    check_labels(labels, 10, path)
     return data.reshape(-1, 3, 32, 32), labels
 
 
@@ -226,13 +236,8 @@ class NoisyRowSequences(StoredSequences):
         return torch.cat([rows, self.noise])
 
 
-def _check_fraction(val_fraction):
-    if not 0.0 < float(val_fraction) < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-
-
 def _s4_split(n: int, val_fraction: float, split_seed: int):
-    _check_fraction(val_fraction)
+    check_fraction("val_fraction", val_fraction)
     n_train = int(n * (1.0 - val_fraction))
     if n_train == 0 or n_train == n:
         raise ValueError(f"val_fraction={val_fraction} leaves an empty split of {n} training images")
@@ -250,8 +255,18 @@ def _splits(make, images, labels, test_images, test_labels, train_idx, val_idx, 
     )
 
 
+def _check_options(cache, split_seed, val_fraction=None, **flags) -> None:
+    """Every option's type and range, before any file is read."""
+    for name, value in {"cache": cache, **flags}.items():
+        check_flag(name, value)
+    check_seed("split_seed", split_seed)
+    if val_fraction is not None:
+        check_fraction("val_fraction", val_fraction)
+
+
 def _pixel_splits(root, grayscale, tokens, val_fraction, split_seed, cache, cache_dir) -> DataSplits:
     """scifar / lra_image: raster-order pixels (RGB, or grayscale normalised or as tokens), S4's split."""
+    _check_options(cache, split_seed, val_fraction=val_fraction, grayscale=grayscale, tokens=tokens)
     d = load_cifar10(root, cache, cache_dir)
     train_idx, val_idx = _s4_split(len(d["train_x"]), val_fraction, split_seed)
     train_x, test_x = d["train_x"], d["test_x"]
@@ -306,8 +321,12 @@ def ncifar(
 ) -> DataSplits:
     """LEM's noisy CIFAR-10: x (length, 96), 32 image rows then ``length - 32`` steps of shared N(0, 1)
     noise; y () class. Train/validation: the 50,000 training images less / only ``n_val`` of them."""
-    if int(length) < 32:
+    check_count("length", length)
+    if length < 32:
         raise ValueError(f"length must be >= 32 (the 32 image rows come first), got {length}")
+    check_count("n_val", n_val)
+    check_seed("noise_seed", noise_seed)
+    _check_options(cache, split_seed)
     d = load_cifar10(root, cache, cache_dir)
     n = len(d["train_x"])
     if not 0 < int(n_val) < n:

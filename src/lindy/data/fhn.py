@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy._checks import check_count
-from lindy.data.base import TaskInfo, make_splits, register_dataset, split_sizes
+from lindy._checks import check_count, check_finite_number
+from lindy.data.base import TaskInfo, check_flag, check_seed, make_splits, register_dataset, split_sizes
 from lindy.data.cache import cached_tensors
 from lindy.data.streams import stream_seed
 
@@ -77,6 +77,11 @@ def fhn(
     cache_dir: str | None = None,
 ):
     """FitzHugh-Nagumo next-sample prediction (LEM's 128 / 128 / 1024 sets by default), cached per split."""
+    sizes = split_sizes(n_train, n_val, n_test)
+    check_count("length", length)
+    check_finite_number("t_end", t_end, positive=True)
+    check_seed("seed", seed)
+    check_flag("cache", cache)
 
     def make(split: str, n: int) -> TensorDataset:
         options = {"n": n, "length": length, "t_end": float(t_end), "seed": seed, "split": split}
@@ -89,4 +94,4 @@ def fhn(
         return TensorDataset(d["x"], d["y"])
 
     info = TaskInfo(d_input=1, d_output=1, length=length, task="per_step_regression", metric="rmse")
-    return make_splits(split_sizes(n_train, n_val, n_test), make, info)
+    return make_splits(sizes, make, info)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy.data.base import SPLITS, TaskInfo, make_splits, register_dataset
+from lindy._checks import check_count, check_finite_number
+from lindy.data.base import SPLITS, TaskInfo, check_seed, make_splits, register_dataset, split_sizes
 from lindy.kernels.lif import lif_reference
 
 SPLIT_PREFIX = {"train": "training", "test": "test"}
@@ -24,8 +25,19 @@ def lif_filename(split: str, num: int, length: int = 1024, tau: float = 0.2, mea
     return f"{SPLIT_PREFIX[split]}-mem-T{length}-N({float(mean)},{float(std)})-{num}-tau_{tau}.pt"
 
 
+def check_lif_options(num: int, length: int, tau: float, seed: int, mean=0.0, std=1.0) -> None:
+    """Raise a ValueError naming the first bad option of ``generate_lif`` (counts, tau in [0, 1], ...)."""
+    check_count("num", num)
+    check_count("length", length)
+    check_finite_number("tau", tau, low=0.0, high=1.0)
+    check_seed("seed", seed)
+    check_finite_number("mean", mean)
+    check_finite_number("std", std, low=0.0)
+
+
 def generate_lif(num: int, length: int = 1024, tau: float = 0.2, seed: int = 0, mean=0.0, std=1.0) -> dict:
     """{"input": (num, length) float32, "mem": float32, "spike": int64}, deterministic from ``seed``."""
+    check_lif_options(num, length, tau, seed, mean, std)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(num, length, generator=g, dtype=torch.float64) * std + mean
     mem, spike = lif_reference(x, tau)  # simulated in float64, stored in float32 as SDN's files are
@@ -42,6 +54,8 @@ def lif(
     seed: int = 0,
 ):
     """Train/val/test membrane-trace sets (seeds seed, seed + 1, seed + 2)."""
+    sizes = split_sizes(n_train, n_val, n_test)
+    check_lif_options(1, length, tau, seed)
 
     def make(split: str, n: int) -> TensorDataset:
         d = generate_lif(n, length, tau, seed + SPLITS.index(split))
@@ -50,4 +64,4 @@ def lif(
     info = TaskInfo(
         d_input=1, d_output=1, length=length, task="per_step_regression", metric="mse", source="synthetic"
     )
-    return make_splits({"train": n_train, "val": n_val, "test": n_test}, make, info)
+    return make_splits(sizes, make, info)

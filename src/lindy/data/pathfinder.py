@@ -27,12 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lindy._checks import check_choice, check_count, check_finite_number, check_positive_int
+from lindy._checks import check_choice, check_count, check_finite_number, check_positive_int, is_int
 from lindy.data.base import (
     SPLITS,
     DataSplits,
     StoredSequences,
     TaskInfo,
+    check_flag,
+    check_fraction,
+    check_seed,
     classification_info,
     register_dataset,
     split_sizes,
@@ -166,18 +169,20 @@ def pathfinder(
     cache: bool = True,
 ) -> DataSplits:
     """LRA Pathfinder (Path-X: ``resolution=128``) from the release under ``root``; x (res^2, 1) in [0, 1]."""
-    if resolution not in (32, 64, 128, 256):
+    if not is_int(resolution) or resolution not in (32, 64, 128, 256):
         raise ValueError(f"resolution must be one of 32, 64, 128 (Path-X), 256, got {resolution!r}")
     check_choice("difficulty", difficulty, DIFFICULTIES)
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        check_fraction(name, value, zero=True)
     if val_fraction + test_fraction >= 1:
         raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
+    check_seed("split_seed", split_seed)
+    check_flag("cache", cache)
     if root is None:
+        folder = f"pathfinder{resolution}"
         raise ValueError(
-            "data.root is not set: point it at the folder holding pathfinder32/ (LRA's lra_release/), e.g. "
-            "data.root=/data/lra_release for /data/lra_release/pathfinder32/curv_contour_length_14/metadata"
+            f"data.root is not set: point it at the folder holding {folder}/ (LRA's lra_release/), e.g. "
+            f"data.root=/data/lra_release for /data/lra_release/{folder}/{difficulty}/metadata"
         )
     images, labels, metas = release_index(root, resolution, difficulty)
 
@@ -442,6 +447,8 @@ def pathfinder_generated(
     processes draw in parallel (same output). One core draws roughly 170 images/s at 32x32, 90/s at 128."""
     _check_drawing(resolution, contour_length, n_distractors, max_turn_deg)
     check_positive_int("workers", workers)
+    check_seed("seed", seed)
+    check_flag("cache", cache)
     sizes = split_sizes(n_train, n_val, n_test)
     drawing = dict(
         resolution=resolution,

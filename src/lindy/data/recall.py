@@ -187,6 +187,7 @@ class TaskMaker:
 
     def __init__(self, batch: Callable, fill: int | None, **options):
         self.batch, self.fill, self.options = batch, fill, options
+        self.answers(1, torch.Generator().manual_seed(0))  # option errors now, before anything uses them
 
     def answers(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         return self.batch(n, **self.options, generator=generator)

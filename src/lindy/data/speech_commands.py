@@ -60,7 +60,7 @@ def _folder(root) -> Path:
         raise ValueError(
             "Speech Commands needs data.root: the folder holding SpeechCommands/speech_commands_v0.02"
         )
-    folder = Path(root) / "SpeechCommands" / "speech_commands_v0.02"
+    folder = Path(root).expanduser() / "SpeechCommands" / "speech_commands_v0.02"
     for name in ("validation_list.txt", "testing_list.txt"):
         if not (folder / name).is_file():
             raise FileNotFoundError(
@@ -160,6 +160,7 @@ def sc10(root: str | None = None, features: str = "raw", cache_dir: str | None =
 @register_dataset("sc35")
 def sc35(root: str | None = None, features: str = "raw", cache_dir: str | None = None) -> DataSplits:
     """SC35: every word of v0.02 (35), 16000 raw steps by default."""
+    check_choice("features", features, FEATURES)
     return _speech(root, _words(_folder(root)), features, cache_dir)
 
 

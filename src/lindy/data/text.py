@@ -100,10 +100,11 @@ def _read(path: Path) -> str:
 
 def _sources(name: str, root: str | None) -> tuple[dict[str, callable], list[Path]]:
     """Per split, a function giving its tokens; and the files read (for the cache key)."""
+    folder = None if root is None else Path(root).expanduser()
     if name == "wikitext103":
         if root is None:
             raise ValueError("wikitext103 needs data.root: the folder holding wikitext-103/wiki.train.tokens")
-        files = {s: Path(root) / "wikitext-103" / f"wiki.{s}.tokens" for s in SPLITS}
+        files = {s: folder / "wikitext-103" / f"wiki.{s}.tokens" for s in SPLITS}
         return {s: (lambda p=p: _words(_read(p))) for s, p in files.items()}, list(files.values())
     level = name.split("_")[1]
     if root is None:
@@ -112,7 +113,7 @@ def _sources(name: str, root: str | None) -> tuple[dict[str, callable], list[Pat
         tokenize = _words if level == "word" else _ptb_chars
         return {s: (lambda s=s: tokenize(treebank.penn[s])) for s in SPLITS}, []
     pattern = "ptb.{}.txt" if level == "word" else "ptb.char.{}.txt"
-    files = {s: Path(root) / pattern.format(s) for s in SPLITS}
+    files = {s: folder / pattern.format(s) for s in SPLITS}
     tokenize = _words if level == "word" else _char_file_tokens
     return {s: (lambda p=p: tokenize(_read(p))) for s, p in files.items()}, list(files.values())
 

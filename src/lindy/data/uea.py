@@ -44,7 +44,15 @@ import torch
 from torch.utils.data import TensorDataset
 
 from lindy._checks import check_choice
-from lindy.data.base import DataSplits, TaskInfo, register_dataset, require_files
+from lindy.data.base import (
+    DataSplits,
+    TaskInfo,
+    check_flag,
+    check_fraction,
+    check_seed,
+    register_dataset,
+    require_files,
+)
 from lindy.data.cache import cached_tensors
 
 CACHE_VERSION = 1
@@ -325,6 +333,15 @@ def _check_split(split, with_s4: bool) -> None:
     check_choice("split", split, [s for s in SPLITS if s != "s4" or with_s4])
 
 
+def _check_options(split, with_s4: bool, split_seed, val_fraction, cache) -> None:
+    """Every option's type and range, before any file is read (``split_seed`` None: the split's own)."""
+    _check_split(split, with_s4)
+    if split_seed is not None:
+        check_seed("split_seed", split_seed)
+    check_fraction("val_fraction", val_fraction)
+    check_flag("cache", cache)
+
+
 def _load(root, problem: str, task: str, cache, cache_dir, files_root=None):
     """The TRAIN / TEST paths of ``problem`` under ``files_root`` (default ``root``) and their tensors."""
     paths = _paths(root if files_root is None else files_root, problem, problem)
@@ -377,7 +394,7 @@ def eigenworms(
     cache_dir=None,
 ) -> DataSplits:
     """EigenWorms (UEA): x (17984, 6) raw eigenworm coefficients, y () class in 0..4; LEM's 70/15/15 split."""
-    _check_split(split, with_s4=False)
+    _check_options(split, False, split_seed, val_fraction, cache)
     paths, d = _load(root, "EigenWorms", "classification", cache, cache_dir)
     seed = 1234 if split_seed is None else split_seed  # LEM's random_state
     idx = _splits(d, split, seed, val_fraction, lem=lambda n, _: sklearn_style_split(n, seed, seed))
@@ -385,7 +402,7 @@ def eigenworms(
 
 
 def _bidmc(root, target, split, split_seed, val_fraction, cache, cache_dir) -> DataSplits:
-    _check_split(split, with_s4=True)
+    _check_options(split, True, split_seed, val_fraction, cache)
     paths, d = _load(root, f"BIDMC32{target}", "regression", cache, cache_dir)
     seed = 123456 if split_seed is None else split_seed
     idx = _splits(
@@ -435,7 +452,7 @@ def acsf1(root=None, split="original", split_seed=0, val_fraction=0.15, cache=Tr
     """UCR ACSF1: x (1460, 1) appliance power, y () class in 0..9; files from aeon unless ``root`` is set.
     ``split="original"``: 100 TRAIN (of which ``val_fraction`` validation) / 100 TEST; ``"lem"``: the
     EigenWorms procedure (70/15/15 of all 200 cases, seed ``split_seed`` twice)."""
-    _check_split(split, with_s4=False)
+    _check_options(split, False, split_seed, val_fraction, cache)
     paths, d = _load(
         root, "ACSF1", "classification", cache, cache_dir, aeon_data_dir() if root is None else None
     )
