@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 # a tiny experiment: the adding problem at length 20, one small S4D block, dropout on (so that resume
 # must restore the RNG), 8 optimiser steps per epoch
@@ -25,3 +26,17 @@ TINY = [
 @pytest.fixture(scope="session")
 def tiny():
     return tuple(TINY)  # a tuple, so no test can change what the others get
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """For a trainer run in this process: restore torch's global settings that its set-up changes
+    (threads, seed, deterministic kernels) and work in an empty folder."""
+    monkeypatch.chdir(tmp_path)
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_rng_state(rng)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)

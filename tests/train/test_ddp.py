@@ -1,5 +1,9 @@
-"""Two CPU processes (gloo) end with the same weights as one process with the same global batch."""
+"""Two CPU processes (gloo) end with the same weights and logged losses as one process with the same
+global batch."""
 
+import csv
+
+import pytest
 import torch
 
 from lindy.train.checkpoint import load_checkpoint
@@ -18,6 +22,15 @@ def test_two_process_ddp_matches_one_process(tiny, tmp_path, lindy_cli):
     assert one["progress"]["step"] == two["progress"]["step"] == 4
     for name, tensor in one["model"].items():
         torch.testing.assert_close(two["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    # the logged training loss is the mean over both ranks (= the one process's), not rank 0's shard
+    with open(tmp_path / "one" / "metrics.csv") as f, open(two_dir / "metrics.csv") as g:
+        rows = [
+            (float(a["train_loss"]), float(b["train_loss"]))
+            for a, b in zip(csv.DictReader(f), csv.DictReader(g))
+        ]
+    assert rows
+    for a, b in rows:
+        assert b == pytest.approx(a, rel=1e-5)
 
 
 def test_gradient_accumulation_matches_the_whole_batch(tiny, tmp_path, lindy_cli):

@@ -8,6 +8,7 @@ import pytest
 from lindy.data import TaskInfo
 from lindy.models import build_model
 from lindy.train.config import compose_config, list_experiments
+from lindy.train.keys import check_known_keys
 from lindy.train.loop import model_config
 
 EXPERIMENTS = list_experiments()
@@ -46,6 +47,7 @@ def test_experiments_are_listed():
 def test_experiment_composes_and_builds(experiment):
     cfg = compose_config([f"experiment={experiment}"])
     assert cfg.name == experiment
+    check_known_keys(cfg)  # no stray key in the experiment's files
     model = build_model(model_config(cfg), task_info(cfg.data.name))
     assert sum(p.numel() for p in model.parameters()) > 0
 

@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -54,6 +55,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny, tmp_path, li
     assert "non-finite" in proc.stderr and "at step" in proc.stderr and "group" in proc.stderr
     state = load_checkpoint(run / "last.pt")
     assert all(torch.isfinite(t).all() for t in state["model"].values())
+    # the checkpoint the message names exists, at the step it says
+    named = re.search(r"the last good checkpoint is (\S+) \(step (\d+)\)", proc.stderr)
+    assert named, proc.stderr
+    assert named.group(1) == str(run / "last.pt") and int(named.group(2)) == state["progress"]["step"]
 
 
 def test_missing_data_path_fails_before_training(tiny, tmp_path, lindy_cli):

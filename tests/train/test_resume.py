@@ -1,15 +1,18 @@
-"""A run killed with SIGKILL and resumed ends bit-identical to the uninterrupted run (CPU), logs included."""
+"""A run killed with SIGKILL (or stopped with SIGINT, Ctrl-C) and resumed ends bit-identical to the
+uninterrupted run (CPU), logs included; its timing covers the whole run."""
 
 import csv
 import json
+import shlex
 import signal
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lindy.train.checkpoint import load_checkpoint
 from lindy.train.config import compose_config
-from lindy.train.resume import KILL_ENV, kill_after_step
+from lindy.train.resume import KILL_ENV, SIGNAL_ENV, kill_after_step
 
 
 def rows(run_dir):
@@ -32,25 +35,39 @@ def whole(tiny, lindy_cli, tmp_path_factory):
 # training loss must already be the new epoch's (empty), or the next epoch's logged train_loss is wrong.
 # Killed after the last step (16), once its checkpoints are written but before summary.json: the resumed
 # run must not validate step 16 again (an extra metrics.csv row), only test and write the summary.
+# Ctrl-C (SIGINT) after step 11: a clean stop that writes last.pt at step 11 and prints the command that
+# resumes, which is run as printed.
 @pytest.mark.parametrize(
-    ("kill_after", "resumes_at"), [(11, 9), (8, 8), (16, 16)], ids=["mid_epoch", "epoch_end", "after_last"]
+    ("kill_after", "resumes_at", "sig"),
+    [(11, 9, "KILL"), (8, 8, "KILL"), (16, 16, "KILL"), (11, 11, "INT")],
+    ids=["mid_epoch", "epoch_end", "after_last", "sigint"],
 )
 def test_sigkill_then_resume_is_bit_identical(
-    whole, tiny, tmp_path, lindy_cli, monkeypatch, kill_after, resumes_at
+    whole, tiny, tmp_path, lindy_cli, monkeypatch, kill_after, resumes_at, sig
 ):
     broken = tmp_path / "broken"
 
     monkeypatch.setenv(KILL_ENV, str(kill_after))
+    monkeypatch.setenv(SIGNAL_ENV, sig)
     killed = lindy_cli([*tiny, f"trainer.run_dir={broken}", "trainer.checkpoint_every_steps=3"])
     monkeypatch.delenv(KILL_ENV)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    monkeypatch.delenv(SIGNAL_ENV)
     assert not (broken / "summary.json").exists()
-    assert load_checkpoint(broken / "last.pt")["progress"]["step"] == resumes_at
+    first = load_checkpoint(broken / "last.pt")
+    assert first["progress"]["step"] == resumes_at
 
-    resumed = lindy_cli(
-        [*tiny, f"trainer.run_dir={broken}", "trainer.checkpoint_every_steps=3", "trainer.resume=auto"],
-        check=True,
-    )
+    # a safe change on resume (a log interval) is allowed, and recorded as history
+    again = [*tiny, f"trainer.run_dir={broken}", "trainer.checkpoint_every_steps=3", "trainer.resume=auto"]
+    again.append("trainer.log_every_steps=7")
+    if sig == "KILL":
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    else:
+        assert killed.returncode == 130, killed.stderr
+        assert f"interrupted after step {kill_after}; wrote {broken / 'last.pt'}" in killed.stderr
+        printed = killed.stderr.strip().splitlines()[-1].strip()
+        assert printed.startswith("lindy train ") and printed.endswith("trainer.resume=auto")
+        again = [*shlex.split(printed)[2:], "trainer.log_every_steps=7"]
+    resumed = lindy_cli(again, check=True)
     assert "resumed from" in resumed.stdout
 
     a, b = load_checkpoint(whole / "last.pt"), load_checkpoint(broken / "last.pt")
@@ -61,9 +78,27 @@ def test_sigkill_then_resume_is_bit_identical(
         for k, v in value.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][key][k]))
     assert rows(whole) == rows(broken)
-    sa = (whole / "summary.json").read_text()
-    sb = (broken / "summary.json").read_text()
-    assert json.loads(sa)["test"] == json.loads(sb)["test"]
+    sa = json.loads((whole / "summary.json").read_text())
+    sb = json.loads((broken / "summary.json").read_text())
+    assert sa["test"] == sb["test"]
+
+    # the whole run's time and tokens, segment by segment (the killed process's up to its checkpoint)
+    (one,) = sa["segments"]
+    assert (one["from_step"], one["to_step"], one["tokens"]) == (0, 16, 16 * 8 * 20)
+    before, after = sb["segments"]
+    assert before == first["timing"]["segments"][0] and before["to_step"] == resumes_at
+    assert (after["from_step"], after["to_step"]) == (resumes_at, 16)
+    assert before["tokens"] + after["tokens"] == 16 * 8 * 20
+    assert sb["wall_time_s"] == pytest.approx(before["wall_s"] + after["wall_s"], abs=0.2)
+    assert sb["tokens_per_s"] == pytest.approx(16 * 8 * 20 / sb["wall_time_s"], rel=0.1)
+    with open(broken / "metrics.csv") as f:
+        later = [float(r["elapsed_s"]) for r in csv.DictReader(f) if int(r["step"]) > resumes_at]
+    assert all(e >= before["wall_s"] - 0.1 for e in later)  # metrics.csv's clock did not restart
+    assert sb["resume_history"] == [
+        {"step": resumes_at, "changed": {"trainer.log_every_steps": {"from": 50, "to": 7}}}
+    ]
+    config = OmegaConf.load(broken / "config.yaml")
+    assert config.trainer.log_every_steps == 7 and config.resume_history[0].step == resumes_at
 
 
 def test_resume_auto_without_checkpoint_starts_fresh(tiny, tmp_path, lindy_cli):
@@ -72,6 +107,7 @@ def test_resume_auto_without_checkpoint_starts_fresh(tiny, tmp_path, lindy_cli):
         check=True,
     )
     assert "resumed" not in proc.stdout
+    assert f"nothing to resume in {tmp_path / 'r'}; starting a fresh run" in proc.stdout
     assert (tmp_path / "r" / "summary.json").exists()
 
 

@@ -1,9 +1,10 @@
 """Compose an experiment's config from the Hydra tree shipped in ``lindy/configs``, and translate it.
 
 Hydra's compose API is used (no working-directory change, no outputs/ folder): ``compose_config(["experiment=
-lem/smnist", "trainer.max_epochs=5"])``. Unknown keys and group values fail at once with Hydra's message,
-which names the valid choices. ``model_config`` turns a composed config into ``build_model``'s arguments,
-``resolve_device`` and ``set_up_torch`` into the process settings a run (or ``lindy eval``) starts with.
+lem/smnist", "trainer.max_epochs=5"])``. Unknown group values fail at once with Hydra's message, which
+names the valid choices; unknown keys with the closest valid one (``lindy.train.keys``). ``model_config``
+turns a composed config into ``build_model``'s arguments, ``resolve_device`` and ``set_up_torch`` into the
+process settings a run (or ``lindy eval``) starts with.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def resolve_device(name: str) -> str:
 
 def set_up_torch(cfg: DictConfig) -> None:
     """Threads, the global seed (model init, dropout) and deterministic kernels, before anything is built."""
-    t = cfg.trainer
-    if t.threads:
-        torch.set_num_threads(int(t.threads))  # the thread count changes float sums: part of the numbers
-    torch.manual_seed(cfg.seed)
-    if t.deterministic:
+    from lindy.train.settings import read_settings
+
+    s = read_settings(cfg)  # each value checked, naming its key
+    if s.threads:
+        torch.set_num_threads(s.threads)  # the thread count changes float sums: part of the numbers
+    torch.manual_seed(s.seed)
+    if s.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -45,3 +45,14 @@ def broadcast_object(obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def mean_and_any(value: float, flag: bool, device: torch.device) -> tuple[float, bool]:
+    """(mean of ``value`` over ranks, whether any rank's ``flag`` is set) in one all_reduce; the
+    identity in one process. The training loss of a step is its mean over ranks (each rank's is the mean
+    of an equal share of the global batch), and a stop request on any rank stops them all."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value, flag
+    box = torch.tensor([value, float(flag)], dtype=torch.float64, device=device)
+    dist.all_reduce(box)
+    return box[0].item() / dist.get_world_size(), bool(box[1].item() > 0)

@@ -50,6 +50,26 @@ def evaluate(
     return sums.result()
 
 
+def check_overrides(cfg, overrides) -> list[str]:
+    """``key=value`` overrides of ``lindy eval``, each naming a key the checkpoint's config has (an unknown
+    one fails naming the closest); a leading ``+`` is not needed and not allowed to add keys."""
+    from omegaconf import OmegaConf
+
+    from lindy.train.keys import closest, flat_keys
+
+    valid = flat_keys(OmegaConf.to_container(cfg, resolve=False))
+    out = []
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if not eq or not key:
+            raise ValueError(f"lindy eval: overrides are key=value, got {o!r}")
+        key = key.lstrip("+")
+        if key not in valid:
+            raise ValueError(f"unknown config key {key!r} (a lindy eval override); {closest(key, valid)}")
+        out.append(f"{key}={value}")
+    return out
+
+
 def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[str] = ()) -> dict[str, float]:
     """Metrics of the checkpoint at ``path`` on ``split``, built from its own config (plus dotlist
     ``overrides``, e.g. ``data.root=/data``) with the same threads, seed and precision as its run."""
@@ -61,8 +81,9 @@ def evaluate_checkpoint(path: str | Path, split: str = "test", overrides: list[s
     from lindy.train.config import model_config, resolve_device, set_up_torch
 
     state = load_checkpoint(path)
-    cfg = OmegaConf.merge(OmegaConf.create(state["config"]), OmegaConf.from_dotlist(list(overrides)))
-    set_up_torch(cfg)
+    base = OmegaConf.create(state["config"])
+    cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(check_overrides(base, overrides)))
+    set_up_torch(cfg)  # checks the settings it reads, naming the key
     device = torch.device(resolve_device(cfg.trainer.device))
     data = build_data(**OmegaConf.to_container(cfg.data, resolve=True))
     model = build_model(model_config(cfg), data.info).to(device)

@@ -13,6 +13,11 @@ import math
 import torch
 from torch import nn
 
+from lindy._checks import check_choice, check_count, check_finite_number
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("constant", "cosine", "multistep", "plateau")
+
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
     groups: dict[str, dict] = {}
@@ -41,15 +46,27 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """cfg: name (adamw | adam | sgd), lr, weight_decay, betas, momentum."""
-    groups = param_groups(model, cfg.lr, cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas))
-    if cfg.name == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=tuple(cfg.betas))
-    if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    raise ValueError(f"optimizer.name must be one of ['adamw', 'adam', 'sgd'], got {cfg.name!r}")
+    """cfg: name (adamw | adam | sgd), lr > 0, weight_decay >= 0, betas in [0, 1), momentum >= 0."""
+    name = check_choice("optimizer.name", cfg.name, OPTIMIZERS)
+    lr = check_finite_number("optimizer.lr", cfg.lr, positive=True)
+    weight_decay = check_finite_number("optimizer.weight_decay", cfg.get("weight_decay", 0.0), low=0.0)
+    groups = param_groups(model, lr, weight_decay)
+    if name == "sgd":
+        momentum = check_finite_number("optimizer.momentum", cfg.get("momentum", 0.0), low=0.0)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+    betas = _betas(cfg.get("betas", [0.9, 0.999]))
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    return torch.optim.Adam(groups, lr=lr, betas=betas)
+
+
+def _betas(value) -> tuple[float, float]:
+    if not hasattr(value, "__len__") or isinstance(value, str) or len(value) != 2:
+        raise ValueError(f"optimizer.betas must be two numbers in [0, 1), got {value!r}")
+    out = tuple(check_finite_number("optimizer.betas", b, low=0.0) for b in value)
+    if max(out) >= 1.0:
+        raise ValueError(f"optimizer.betas must be two numbers in [0, 1), got {list(value)!r}")
+    return out
 
 
 def build_scheduler(optimizer, cfg, total_steps: int, steps_per_epoch: int = 1):
@@ -60,11 +77,11 @@ def build_scheduler(optimizer, cfg, total_steps: int, steps_per_epoch: int = 1):
     Step-based schedules are stepped once per optimiser step; ``plateau`` once per evaluation with the
     validation loss (``Trainer`` does this).
     """
-    name = cfg.name
+    name = check_choice("scheduler.name", cfg.name, SCHEDULES)
+    warmup = check_count("scheduler.warmup_steps", cfg.get("warmup_steps", 0), minimum=0)
     if name == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     if name == "cosine":
-        warmup = int(cfg.warmup_steps)
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -73,17 +90,21 @@ def build_scheduler(optimizer, cfg, total_steps: int, steps_per_epoch: int = 1):
             return 0.5 * (1.0 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    gamma = check_finite_number("scheduler.gamma", cfg.get("gamma", 0.1), positive=True)
     if name == "multistep":
-        unit = cfg.get("unit", "step")
-        if unit not in ("step", "epoch"):
-            raise ValueError(f"scheduler.unit must be one of ['step', 'epoch'], got {unit!r}")
+        unit = check_choice("scheduler.unit", cfg.get("unit", "step"), ("step", "epoch"))
+        milestones = cfg.get("milestones", [])
+        if isinstance(milestones, str) or not hasattr(milestones, "__iter__"):
+            raise ValueError(
+                f"scheduler.milestones must be a list of step or epoch counts, got {milestones!r}"
+            )
+        milestones = [check_count("scheduler.milestones", m) for m in milestones]
         # the scheduler is stepped once per optimiser step, so epoch milestones become step counts
         scale = steps_per_epoch if unit == "epoch" else 1
         return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=[int(m) * scale for m in cfg.milestones], gamma=cfg.gamma
+            optimizer, milestones=[m * scale for m in milestones], gamma=gamma
         )
-    if name == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=cfg.patience)
-    raise ValueError(
-        f"scheduler.name must be one of ['constant', 'cosine', 'multistep', 'plateau'], got {name!r}"
-    )
+    if gamma >= 1.0:
+        raise ValueError(f"scheduler.gamma must be < 1 for the plateau schedule (lr *= gamma), got {gamma}")
+    patience = check_count("scheduler.patience", cfg.get("patience", 5), minimum=0)
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=gamma, patience=patience)
