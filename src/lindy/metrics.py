@@ -15,6 +15,10 @@ accuracy       (argmax(output) == target) summed, over targets              mean
 mse / rmse     squared error summed, over elements                          mean / sqrt
 perplexity     token cross-entropy (nats) summed, over scored tokens        exp(mean)
 bpc            token cross-entropy (nats) summed, over scored tokens        mean / ln 2
+mae            absolute error summed, over elements                         mean
+spike_         1[(output_t + x_t >= 1) == (target_t + x_t >= 1)] summed,    mean
+agreement      over elements (output, target: membrane before the input x_t;
+               needs the input: SDN, Shen et al. 2024, threshold v_th = 1)
 =============  ===========================================================  ===============
 """
 
@@ -181,3 +185,15 @@ register_metric("perplexity", higher_is_better=False, finish=lambda nats: math.e
     _token_nats
 )
 register_metric("bpc", higher_is_better=False, finish=lambda nats: nats / math.log(2))(_token_nats)
+
+
+@register_metric("mae", higher_is_better=False)
+def _mae(output: Tensor, target: Tensor, input: Tensor | None) -> tuple[Tensor, Tensor]:
+    return (output.double() - target.double()).abs().sum(), _numel(target)
+
+
+@register_metric("spike_agreement", higher_is_better=True, needs_input=True)
+def _spike_agreement(output: Tensor, target: Tensor, input: Tensor) -> tuple[Tensor, Tensor]:
+    # a LIF neuron (v_th = 1) spikes when its decayed membrane plus this step's input reaches the threshold
+    hits = ((output + input >= 1.0) == (target + input >= 1.0)).sum().double()
+    return hits, _numel(target)

@@ -61,7 +61,8 @@ def lif(
         d = generate_lif(n, length, tau, seed + SPLITS.index(split))
         return TensorDataset(d["input"].unsqueeze(-1), d["mem"].unsqueeze(-1))
 
+    # SDN's training recipe: SmoothL1 on the membrane, scored by how often the predicted spikes are right
     info = TaskInfo(
-        d_input=1, d_output=1, length=length, task="per_step_regression", metric="mse", source="synthetic"
+        1, 1, length, "per_step_regression", "spike_agreement", source="synthetic", loss="smooth_l1"
     )
     return make_splits(sizes, make, info)

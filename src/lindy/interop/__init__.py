@@ -3,6 +3,7 @@
 from lindy.interop.ldnn import ldnn_from_reference
 from lindy.interop.lem import LEMReadout, lem_from_reference
 from lindy.interop.s4d import s4d_from_reference
+from lindy.interop.sdn import sdn_from_reference, spikingssm_from_reference
 from lindy.interop.stu import stu_from_flash_stu, stu_from_spectral_ssm
 
 __all__ = [
@@ -10,6 +11,8 @@ __all__ = [
     "ldnn_from_reference",
     "lem_from_reference",
     "s4d_from_reference",
+    "sdn_from_reference",
+    "spikingssm_from_reference",
     "stu_from_flash_stu",
     "stu_from_spectral_ssm",
 ]

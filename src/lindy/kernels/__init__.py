@@ -13,7 +13,9 @@ Modules, one job each:
 - ``krylov``: dense Krylov kernels C Abar^l Bbar (reference and general fallback).
 - ``spectral``: Hankel filters (top-K eigh, memory and disk cache), the STU's frequency-response
   convolution and output AR filter, each with a hand-written backward.
-- ``lif``: the discrete leaky integrate-and-fire neuron, step by step.
+- ``lif``: the discrete leaky integrate-and-fire neuron (hard reset): the exact reference, one step, and
+  the iterative BPTT / SLTT neurons with surrogate gradients.
+- ``surrogate``: spike functions H(v) with surrogate gradients (triangle, atan, sigmoid).
 - ``lem_scan``: LEM's recurrence as an autograd Function; ``lem_cpu`` builds its C++ loop.
 - ``cpp``: build-on-first-use C++ extensions and the status of every fast path tried.
 - ``memory``: large CPU buffers on huge pages, reused from a small pool.
@@ -34,7 +36,8 @@ from lindy.kernels.diag_ssm import diag_chunk, diag_powers, diag_step
 from lindy.kernels.discretize import discretize_diag, gbt_dense, zoh_dense
 from lindy.kernels.fft_conv import bidirectional_conv, causal_conv, kernel_spectrum
 from lindy.kernels.hippo import NPLR, dplr, lagt, legs, legt, normal_eig, normal_pairs, nplr, transition
-from lindy.kernels.lif import lif_reference
+from lindy.kernels.lif import lif_reference, lif_spikes, lif_step
+from lindy.kernels.surrogate import spike, surrogate_grad
 from lindy.kernels.vandermonde import vandermonde_kernel, vandermonde_kernel_naive
 
 __all__ = [
@@ -57,11 +60,15 @@ __all__ = [
     "legs",
     "legt",
     "lif_reference",
+    "lif_spikes",
+    "lif_step",
     "normal_eig",
     "normal_pairs",
     "nplr",
     "to_complex",
     "to_pairs",
+    "spike",
+    "surrogate_grad",
     "transition",
     "vandermonde_kernel",
     "vandermonde_kernel_naive",

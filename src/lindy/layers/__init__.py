@@ -8,6 +8,8 @@ from lindy.layers.ldnn import LDNN
 from lindy.layers.lem import LEM
 from lindy.layers.lssl import LSSL
 from lindy.layers.s4d import S4D
+from lindy.layers.sdn import SDN, SDNNeuron
+from lindy.layers.spiking_ssm import SpikingSSM
 from lindy.layers.stu import STU
 
 __all__ = [
@@ -16,6 +18,9 @@ __all__ = [
     "LEM",
     "LSSL",
     "S4D",
+    "SDN",
+    "SDNNeuron",
+    "SpikingSSM",
     "STU",
     "SequenceLayer",
     "build_layer",
