@@ -124,9 +124,13 @@ def check_finite_input(x: Tensor, name: str, dims: Sequence[str]) -> None:
     """Raise a ValueError naming the first NaN/inf of ``x`` by ``dims`` (e.g. batch, step, feature)."""
     if not _FINITE_CHECK["enabled"] or getattr(_CHECKED, "depth", 0) or torch.compiler.is_compiling():
         return
-    if not x.is_floating_point() or bool(torch.isfinite(x).all()):
+    # one reduction (NaN and inf survive a sum) instead of an elementwise mask: 0.3 ms instead of 9 ms on
+    # (8, 4096, 128); only a non-finite sum (a NaN, an inf, or an overflow of finite values) looks closer
+    if not x.is_floating_point() or bool(torch.isfinite(x.sum())):
         return
     bad = (~torch.isfinite(x)).nonzero()
+    if len(bad) == 0:
+        return
     where = ", ".join(f"{d} {int(i)}" for d, i in zip(dims, bad[0]))
     raise ValueError(
         f"{name} contains NaN or inf ({len(bad)} value(s), the first at {where}: {x[tuple(bad[0])].item()}); "
