@@ -36,3 +36,15 @@ def test_bad_options_are_refused_naming_the_option(capsys):
             speed.main(argv)
         assert err.value.code == 2
         assert option in capsys.readouterr().err
+
+
+def test_a_case_overrides_its_registry_kwargs_and_reports_step_latency():
+    want = ("s4d", {"d_state": 6, "bidirectional": True})
+    assert speed.parse_case("s4d:d_state=6,bidirectional=true") == want
+    assert speed.build("s4d:d_state=6", 4, 16).d_state == 6
+    rows = speed.run(["s4d:d_state=4", "s4d:bidirectional=true"], [8], 2, 4, 1, 0, torch.device("cpu"), False)
+    by_case = {r["layer"]: r for r in rows}
+    assert by_case["s4d:d_state=4"]["step_us_per_token"] > 0
+    assert by_case["s4d:bidirectional=true"]["step_us_per_token"] is None  # no recurrent form
+    with pytest.raises(ValueError, match="key=value"):
+        speed.parse_case("s4d:d_state")

@@ -174,4 +174,4 @@ def test_bad_input_fails_clearly(overrides, code, message, tiny, places, tmp_pat
 
 
 def test_the_table_is_the_readme_figure():
-    assert len(ROWS) >= 60  # README: "N bad inputs tried" (update it with the table)
+    assert len(ROWS) >= 60  # README quotes the count (tests/test_readme.py checks it)

@@ -11,6 +11,11 @@ that one-off allocations of the first call do not count).
 Output: one JSON object per line (stdout or --out), then a markdown table.
 
     python benchmarks/speed.py --layers s4d --lengths 1024 4096 16384 --rounds 5
+    python benchmarks/speed.py --layers ldnn ldnn:bidirectional=true stu stu:form=approx --lengths 1024
+
+A case is a registered name with optional constructor overrides (``name:key=value,...``) on top of the
+registry's ``bench_kwargs``. The recurrent step's latency (microseconds per token, eval mode, batch B) is
+timed for every causal case.
 """
 
 from __future__ import annotations
@@ -48,14 +53,52 @@ class FFTConvFloor(nn.Module):
         return y.transpose(1, 2)
 
 
-def build(name: str, d_model: int, length: int) -> nn.Module:
-    if name == FLOOR:
+def parse_case(spec: str) -> tuple[str, dict]:
+    """``"ldnn:bidirectional=true,heads=8"`` -> ("ldnn", {"bidirectional": True, "heads": 8}).
+
+    A case is a registered layer name, optionally followed by constructor overrides of its benchmark
+    kwargs (values parsed as YAML scalars), so variants of one family share a table.
+    """
+    import yaml
+
+    name, _, rest = spec.partition(":")
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"a case's overrides must be key=value pairs, got {item!r} in {spec!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return name, overrides
+
+
+def build(spec: str, d_model: int, length: int) -> nn.Module:
+    if spec == FLOOR:
         return FFTConvFloor(d_model, length)
     from lindy.layers import LAYERS, build_layer
 
+    name, overrides = parse_case(spec)
     # the constructor arguments of the benchmark shape come from the layer's registry entry
-    kwargs = LAYERS[name].bench_kwargs if name in LAYERS else {}
+    kwargs = {**(LAYERS[name].bench_kwargs if name in LAYERS else {}), **overrides}
     return build_layer(name, d_model, **kwargs)
+
+
+def step_latency_us(spec: str, batch: int, d_model: int, device, steps: int = 64) -> float | None:
+    """Median microseconds per token of the recurrent ``step`` (eval, no grad); None without one."""
+    torch.manual_seed(0)
+    module = build(spec, d_model, steps).to(device).eval()
+    if not getattr(module, "recurrent", True) or not hasattr(module, "step"):
+        return None
+    x = torch.randn(batch, steps, d_model, device=device)
+    with torch.no_grad():
+        state = module.initial_state(batch, device=device)
+        module.step(x[:, 0], state)  # warm-up: cached discretisations, builds
+        times = []
+        for t in range(steps):
+            start = time.perf_counter()
+            _, state = module.step(x[:, t], state)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return 1e6 * statistics.median(times)
 
 
 def _sync(device):
@@ -143,6 +186,7 @@ def run(layers, lengths, batch, d_model, rounds, warmup, device, memory=True):
                     times[n]["fwd"].append(t_fwd)
                     times[n]["fwdbwd"].append(t_fb)
         floor_fb = statistics.median(times[FLOOR]["fwdbwd"])
+        step_us = {n: None if n == FLOOR else step_latency_us(n, batch, d_model, device) for n in names}
         floor_mem = peak_memory_mb(FLOOR, batch, d_model, length, device.type) if memory else None
         for n in names:
             fwd = statistics.median(times[n]["fwd"])
@@ -165,6 +209,7 @@ def run(layers, lengths, batch, d_model, rounds, warmup, device, memory=True):
                     fwdbwd_vs_floor=round(fb / floor_fb, 3),
                     peak_mem_mb=None if mem is None else round(mem, 1),
                     mem_vs_floor=None if mem is None or not floor_mem else round(mem / floor_mem, 3),
+                    step_us_per_token=None if step_us[n] is None else round(step_us[n], 1),
                     rounds=rounds,
                 )
             )
@@ -173,14 +218,16 @@ def run(layers, lengths, batch, d_model, rounds, warmup, device, memory=True):
 
 def markdown(rows) -> str:
     head = (
-        "| layer | L | fwd ms | fwd+bwd ms | fwd+bwd tokens/s | fwd+bwd / floor | peak MiB | mem / floor |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| layer | L | fwd ms | fwd+bwd ms | fwd+bwd tokens/s | fwd+bwd / floor | peak MiB | mem / floor "
+        "| step us/token |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [head]
     for r in rows:
         lines.append(
             f"| {r['layer']} | {r['L']} | {r['fwd_ms']} | {r['fwdbwd_ms']} | {r['fwdbwd_tokens_per_s']} | "
-            f"{r['fwdbwd_vs_floor']} | {r['peak_mem_mb']} | {r['mem_vs_floor']} |"
+            f"{r['fwdbwd_vs_floor']} | {r['peak_mem_mb']} | {r['mem_vs_floor']} | "
+            f"{r.get('step_us_per_token')} |"
         )
     return "\n".join(lines)
 
@@ -218,9 +265,14 @@ def main(argv=None) -> int:
     if layers == ["all"]:
         layers = sorted(LAYERS)
 
-    unknown = [name for name in layers if name not in LAYERS and name != FLOOR]
+    try:
+        unknown = [spec for spec in layers if spec != FLOOR and parse_case(spec)[0] not in LAYERS]
+    except ValueError as err:
+        p.error(f"--layers: {err}")
     if unknown:
-        p.error(f"--layers must be registered names {sorted(LAYERS)} or 'all', got {unknown}")
+        p.error(
+            f"--layers must be registered names {sorted(LAYERS)} (name:key=value,...) or 'all', got {unknown}"
+        )
     rows = run(
         layers,
         args.lengths,
