@@ -1,0 +1,229 @@
+"""Every family on the same offline tasks at the same parameter count and budget: a task x family table.
+
+    python benchmarks/quality.py --out benchmarks/results/quality_cpu            # the whole suite
+    python benchmarks/quality.py --tasks adding lds --families s4d ldnn --seeds 0 --out /tmp/q
+
+Each cell is one ``lindy train`` run in a subprocess (``experiment=quality/base data=<task> layer=<family>``
+plus the task's reduced sizes), its width chosen so that the model has about ``--params`` parameters (the
+count is stated per cell), trained for ``--steps`` optimiser steps at batch ``--batch``; its test metric is
+read from the run's summary.json. Results are JSON lines in ``<out>/results.jsonl``; a cell already there
+is not run again, so a killed suite resumes where it stopped (a cell killed halfway resumes from its own
+``last.pt`` through ``trainer.resume=auto``). The table (mean and spread over seeds) goes to
+``<out>/table.md`` and a heat-map of the normalised scores to ``<out>/heatmap.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lindy._checks import check_count
+
+#: task -> (data group, data overrides at the suite's reduced sizes)
+TASKS: dict[str, tuple[str, dict]] = {
+    "smnist_embedded": ("smnist_embedded", {}),
+    "adding": ("adding", {"length": 1000, "n_train": 2000, "n_val": 200, "n_test": 200}),
+    "lds": ("lds", {"length": 500, "n_train": 1024, "n_val": 128, "n_test": 128}),
+    "selective_copying": (
+        "selective_copying",
+        {"length": 256, "n_memorize": 8, "vocab": 8, "n_train": 2000, "n_val": 200, "n_test": 200},
+    ),
+    "induction_heads": ("induction_heads", {"length": 128, "n_train": 2000, "n_val": 200, "n_test": 200}),
+    "listops_generated": (
+        "listops_generated",
+        {"n_train": 2000, "n_val": 200, "n_test": 200, "min_length": 100, "max_length": 400, "max_depth": 6},
+    ),
+    "pathfinder_generated": ("pathfinder_generated", {"n_train": 2000, "n_val": 200, "n_test": 200}),
+}
+
+#: family -> (layer group, layer overrides); the width comes from the parameter budget
+FAMILIES: dict[str, tuple[str, dict]] = {
+    "s4d": ("s4d", {"d_state": 64}),
+    "lssl": ("lssl", {"d_state": 64}),
+    "lem": ("lem", {}),
+    "ldnn": ("ldnn", {"d_state": 64, "heads": 8}),
+    "stu": ("stu", {"num_filters": 24}),
+    "stu_approx": ("stu", {"num_filters": 24, "form": "approx"}),
+    "spiking_ssm": ("spiking_ssm", {"d_state": 64}),
+}
+N_LAYERS = 4
+WIDTHS = tuple(range(8, 257, 8))  # multiples of the largest head count used (LDNN: 8)
+
+
+def _overrides(prefix: str, values: dict) -> list[str]:
+    return [f"{prefix}.{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in values.items()]
+
+
+def cell_overrides(task: str, family: str, width: int, steps: int, batch: int, seed: int) -> list[str]:
+    data, data_kw = TASKS[task]
+    layer, layer_kw = FAMILIES[family]
+    return [
+        "experiment=quality/base",
+        f"data={data}",
+        f"layer={layer}",
+        *_overrides("data", data_kw),
+        *_overrides("layer", layer_kw),
+        f"model.d_model={width}",
+        f"model.n_layers={N_LAYERS}",
+        f"trainer.max_steps={steps}",
+        f"loader.batch_size={batch}",
+        f"seed={seed}",
+        f"name=quality/{task}/{family}",
+    ]
+
+
+@functools.cache
+def task_info(task: str):
+    """The TaskInfo of a task at the suite's sizes (widths and classes decide the parameter count)."""
+    from lindy.data.base import build_data
+
+    data, data_kw = TASKS[task]
+    return build_data(data, **data_kw).info
+
+
+def parameter_count(task: str, family: str, width: int) -> int:
+    """Parameters of the cell's model, built from its composed config."""
+    from lindy.models import build_model
+    from lindy.train.config import compose_config
+    from lindy.train.loop import model_config
+
+    cfg = compose_config(cell_overrides(task, family, width, 1, 1, 0))
+    model = build_model(model_config(cfg), task_info(task))
+    return sum(p.numel() for p in model.parameters())
+
+
+def match_width(task: str, family: str, target: int) -> tuple[int, int]:
+    """(width, parameters) of the width in WIDTHS whose model is closest to ``target`` parameters."""
+    counts = {w: parameter_count(task, family, w) for w in WIDTHS}
+    width = min(counts, key=lambda w: abs(counts[w] - target))
+    return width, counts[width]
+
+
+def run_cell(task, family, seed, args, out: Path) -> dict:
+    width, params = match_width(task, family, args.params)
+    run_dir = out / "runs" / task / family / f"seed{seed}"
+    cmd = [
+        sys.executable,
+        "-m",
+        "lindy.train",
+        *cell_overrides(task, family, width, args.steps, args.batch, seed),
+        f"trainer.run_dir={run_dir}",
+        "trainer.resume=auto",
+        "trainer.tensorboard=false",
+        "trainer.progress=false",
+        f"trainer.threads={args.threads}",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    row = dict(task=task, family=family, seed=seed, width=width, params=params, steps=args.steps)
+    row["wall_s"] = round(time.perf_counter() - start, 1)
+    if proc.returncode != 0:
+        row["error"] = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        return row
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metric = summary["metric"]
+    row.update(metric=metric, score=summary["test"][metric], higher_is_better=metric == "accuracy")
+    return row
+
+
+def load_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def table(rows: list[dict], tasks, families) -> str:
+    """Markdown: one row per task, one column per family, mean +- spread (population std) over seeds."""
+    cells = {}
+    for r in rows:
+        if "score" in r:
+            cells.setdefault((r["task"], r["family"]), []).append(r)
+    lines = ["| task (metric) | " + " | ".join(families) + " |", "|---|" + "---:|" * len(families)]
+    for task in tasks:
+        metric = next((r["metric"] for (t, _), rs in cells.items() if t == task for r in rs), "")
+        values = []
+        for family in families:
+            rs = cells.get((task, family), [])
+            if not rs:
+                values.append("")
+                continue
+            scores = [r["score"] for r in rs]
+            spread = statistics.pstdev(scores) if len(scores) > 1 else 0.0
+            mean = statistics.mean(scores)
+            values.append(f"{mean:.4g} +- {spread:.2g} ({len(scores)} seeds, {rs[0]['params']} params)")
+        lines.append(f"| {task} ({metric}) | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def heatmap(rows: list[dict], tasks, families, path: Path) -> None:
+    """Scores normalised per task to [0, 1] (1 = the best family on that task), mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.full((len(tasks), len(families)), np.nan)
+    for i, task in enumerate(tasks):
+        means = {}
+        for j, family in enumerate(families):
+            scores = [r["score"] for r in rows if (r["task"], r["family"]) == (task, family) and "score" in r]
+            if scores:
+                means[j] = statistics.mean(scores)
+        if not means:
+            continue
+        higher = next(r["higher_is_better"] for r in rows if r["task"] == task and "score" in r)
+        lo, hi = min(means.values()), max(means.values())
+        for j, m in means.items():
+            norm = 1.0 if hi == lo else (m - lo) / (hi - lo)
+            grid[i, j] = norm if higher else 1.0 - norm
+    fig, ax = plt.subplots(figsize=(1.3 * len(families) + 2, 0.6 * len(tasks) + 1.5))
+    ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(families)), families, rotation=30, ha="right")
+    ax.set_yticks(range(len(tasks)), tasks)
+    ax.set_title("test score per task, normalised (1 = best family)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--params", type=int, default=100_000, help="parameter budget per model")
+    p.add_argument("--steps", type=int, default=600, help="optimiser steps per run")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    for name in ("params", "steps", "batch", "threads"):
+        check_count(f"--{name}", getattr(args, name))
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = args.out / "results.jsonl"
+    done = {(r["task"], r["family"], r["seed"]) for r in load_rows(results) if "score" in r}
+    for task in args.tasks:
+        for family in args.families:
+            for seed in args.seeds:
+                if (task, family, seed) in done:
+                    continue
+                row = run_cell(task, family, seed, args, args.out)
+                print(json.dumps(row), flush=True)
+                with results.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+    rows = [r for r in load_rows(results) if r["task"] in args.tasks and r["family"] in args.families]
+    text = table(rows, args.tasks, args.families)
+    (args.out / "table.md").write_text(text + "\n")
+    heatmap(rows, args.tasks, args.families, args.out / "heatmap.png")
+    print(text)
+    return 0 if all("score" in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

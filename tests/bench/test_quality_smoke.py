@@ -1,0 +1,35 @@
+"""The quality suite runs end to end on a tiny budget, resumes without re-running a cell, and tabulates."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def quality(monkeypatch):
+    spec = importlib.util.spec_from_file_location("_quality_suite", ROOT / "benchmarks" / "quality.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    tiny = {"length": 30, "n_train": 32, "n_val": 16, "n_test": 16}
+    monkeypatch.setitem(module.TASKS, "adding", ("adding", tiny))
+    monkeypatch.setattr(module, "WIDTHS", (8, 16))
+    return module
+
+
+def test_smoke_two_families_one_task(quality, tmp_path):
+    args = ["--tasks", "adding", "--families", "s4d", "ldnn", "--seeds", "0", "--steps", "2"]
+    args += ["--params", "3000", "--batch", "8", "--threads", "1", "--out", str(tmp_path)]
+    assert quality.main(args) == 0
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [(r["task"], r["family"]) for r in rows] == [("adding", "s4d"), ("adding", "ldnn")]
+    assert all(r["metric"] == "mse" and r["score"] >= 0 and r["params"] > 0 for r in rows)
+    assert "| adding (mse) |" in (tmp_path / "table.md").read_text()
+    assert (tmp_path / "heatmap.png").stat().st_size > 0
+    assert quality.main(args) == 0  # resumed: every cell is done, nothing runs again
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
