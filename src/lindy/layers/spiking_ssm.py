@@ -15,7 +15,8 @@ recurrence into flips when a potential is within rounding of the threshold, so t
 exact recurrence; with ``neuron="lif"`` step and forward agree wherever no potential is that close.
 
 ``firing_rate`` holds the mean spike rate of the last forward (for sparsity reports), ``sparsity_report``
-collects it over a model with the energy estimate of the feature-mixing layers.
+collects it over a model with the energy estimate of the feature-mixing layers (``lindy.train.evaluate``
+averages it over a whole split, for summary.json, ``lindy eval`` and TensorBoard).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from lindy.layers.base import check_finite_number, register_layer
 from lindy.layers.s4d import S4D
 from lindy.layers.sdn import build_neuron
 
-__all__ = ["SpikingSSM", "TiedDropout", "sparsity_report", "E_MAC_PJ", "E_AC_PJ"]
+__all__ = ["SpikingSSM", "TiedDropout", "sparsity_report", "sparsity_from_rates", "spiking_layers"]
+__all__ += ["E_MAC_PJ", "E_AC_PJ"]
 
 #: energy per multiply-accumulate and per accumulate, Horowitz (ISSCC 2014), 45 nm, 32-bit float, in pJ
 E_MAC_PJ, E_AC_PJ = 4.6, 0.9
@@ -109,7 +111,8 @@ class SpikingSSM(S4D):
         return y / torch.exp(self.ln_vth) if self.learnable_vth else y
 
     def _mix(self, s: Tensor) -> Tensor:
-        self.firing_rate = s.detach().mean()
+        # at least float32: a bf16 mean (autocast) would round the rate to 3 digits
+        self.firing_rate = s.detach().mean(dtype=torch.promote_types(s.dtype, torch.float32))
         return self.glu(self.output_linear(self.dropout(s)))
 
     def _output(self, y: Tensor) -> Tensor:
@@ -138,6 +141,29 @@ class SpikingSSM(S4D):
         return self._mix(s), (modes, cell)
 
 
+def spiking_layers(model: nn.Module) -> dict[str, SpikingSSM]:
+    """{module name ("layer" for the model itself): SpikingSSM} of every spiking layer in ``model``."""
+    return {name or "layer": m for name, m in model.named_modules() if isinstance(m, SpikingSSM)}
+
+
+def sparsity_from_rates(layers: dict[str, SpikingSSM], rates: dict[str, float], length: float) -> dict:
+    """The report of ``sparsity_report`` from per-layer firing rates (``rates``: name -> r, names of
+    ``layers``) over sequences of ``length`` steps (a mean length where they vary)."""
+    if not rates:
+        return {"firing_rate": {}, "sparsity": None}
+    macs = {
+        n: length * layers[n].output_linear.in_features * layers[n].output_linear.out_features for n in rates
+    }
+    neurons = sum(layers[n].d_model for n in rates)
+    mean_rate = sum(rates[n] * layers[n].d_model for n in rates) / neurons
+    return {
+        "firing_rate": dict(rates),
+        "sparsity": 1.0 - mean_rate,
+        "energy_ann_j": sum(macs.values()) * E_MAC_PJ * 1e-12,
+        "energy_snn_j": sum(rates[n] * macs[n] for n in rates) * E_AC_PJ * 1e-12,
+    }
+
+
 def sparsity_report(model: nn.Module, length: int) -> dict:
     """Firing rates of the last forward and the energy estimate of the feature-mixing layers.
 
@@ -146,23 +172,9 @@ def sparsity_report(model: nn.Module, length: int) -> dict:
     step, ``length`` steps): dense input, MACs x 4.6 pJ; spikes, r MACs accumulates x 0.9 pJ (Horowitz 45
     nm, as the paper).
     """
-    rates, macs, acs, neurons = {}, 0.0, 0.0, 0.0
-    for name, m in model.named_modules():
-        if isinstance(m, SpikingSSM) and m.firing_rate is not None:
-            r = float(m.firing_rate)
-            rates[name or "layer"] = r
-            n_macs = length * m.output_linear.in_features * m.output_linear.out_features
-            macs, acs, neurons = macs + n_macs, acs + r * n_macs, neurons + m.d_model
-    if not rates:
-        return {"firing_rate": {}, "sparsity": None}
-    weights = {n: m.d_model for n, m in model.named_modules() if (n or "layer") in rates}
-    mean_rate = sum(rates[n] * weights[n] for n in rates) / neurons
-    return {
-        "firing_rate": rates,
-        "sparsity": 1.0 - mean_rate,
-        "energy_ann_j": macs * E_MAC_PJ * 1e-12,
-        "energy_snn_j": acs * E_AC_PJ * 1e-12,
-    }
+    layers = spiking_layers(model)
+    rates = {n: float(m.firing_rate) for n, m in layers.items() if m.firing_rate is not None}
+    return sparsity_from_rates(layers, rates, length)
 
 
 register_layer(

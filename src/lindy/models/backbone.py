@@ -46,6 +46,7 @@ class SequenceModel(nn.Module):
         h^0 = W_e x + b_e   (features)   or   h^0_t = E[x_t]   (tokens)   or   h^0 = x   (encoder=False)
         prenorm:  u = h + D(f_i(N(h))),  h^i = u + D(g_i(N'(u)));   then h = N_final(h^n)
         postnorm: u = N(h + D(f_i(h))),  h^i = N'(u + D(g_i(u)));  (no final norm)
+        postnorm_compat: u = h + D(f_i(h)),  h^i = u + D(g_i(u))    (the SpikingSSM reference's blocks)
         y = W_d pool(h) + b_d,  pool in {mean over t, h_L, identity}
 
     Shapes:
@@ -80,6 +81,9 @@ class SequenceModel(nn.Module):
             block's layer (built with ``d_input=``; needs residual=False, features not tokens, and a layer
             taking d_input such as LEM): the single-cell models of the LEM paper, whose cell projects its
             input itself.
+        postnorm_compat: with prenorm=False, skip the blocks' post-norms as the SpikingSSM reference does
+            (it computes them and discards the result; its reported numbers ran so). The norms are still
+            built, so the state_dict keys do not change. Default False: a working post-norm.
 
     Parameters keep whatever optimiser hints (``_optim``) their layers set; nothing else is marked.
     """
@@ -103,6 +107,7 @@ class SequenceModel(nn.Module):
         tie_embeddings: bool = False,
         residual: bool = True,
         encoder: bool = True,
+        postnorm_compat: bool = False,
     ):
         super().__init__()
         self.d_input = check_positive_int("d_input", d_input)
@@ -114,6 +119,7 @@ class SequenceModel(nn.Module):
         _check_bool("tie_embeddings", tie_embeddings)
         _check_bool("residual", residual)
         _check_bool("encoder", encoder)
+        _check_bool("postnorm_compat", postnorm_compat)  # needs prenorm=False: the blocks check it
         if not encoder and tokens:
             raise ValueError("encoder=False needs feature inputs: token ids (tokens=True) need the embedding")
         for name, value, choices in [
@@ -148,6 +154,7 @@ class SequenceModel(nn.Module):
                 mlp_ratio=mlp_ratio,
                 residual=residual,
                 d_input=d_input if (i == 0 and not encoder) else None,
+                postnorm_compat=postnorm_compat,
             )
             for i in range(n_layers)
         )

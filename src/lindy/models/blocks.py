@@ -6,6 +6,8 @@ With f the sequence layer, g the feed-forward part (when ``mlp`` is set), N a no
     postnorm:  x <- N1(x + D(f(x)));   then x <- N2(x + D(g(x)))
 
 With ``residual=False`` the "x +" is dropped (a plain stack, e.g. LEM's single cell as in its paper).
+With ``postnorm_compat=True`` (post-norm only) the norms are skipped, x <- x + D(f(x)): the SpikingSSM
+reference computes its post-norm and discards the result, and its reported numbers ran that way.
 
 Norms and g act per position over the features, so the recurrent mode applies them step by step. Batch
 norm is per position only in eval mode (running statistics); in training mode a step normalises over the
@@ -105,6 +107,9 @@ class ResidualBlock(nn.Module):
             ``build_layer(layer, d_model, **layer_kwargs)``.
         prenorm, norm, dropout, residual: see the module docstring.
         mlp: None | "mlp" | "glu", with hidden width ``mlp_ratio * d_model``.
+        postnorm_compat: with prenorm=False, leave the block's output un-normalised as the SpikingSSM
+            reference does (its norms are still built, so state_dicts keep their keys); False, the default,
+            is a working post-norm.
     """
 
     def __init__(
@@ -120,13 +125,20 @@ class ResidualBlock(nn.Module):
         mlp_ratio: float = 2,
         residual: bool = True,
         d_input: int | None = None,
+        postnorm_compat: bool = False,
     ):
         super().__init__()
         check_choice("norm", norm, NORMS)
+        if postnorm_compat and prenorm:
+            raise ValueError(
+                "postnorm_compat=True reproduces the SpikingSSM reference's discarded post-norm: it needs "
+                "prenorm=False"
+            )
         check_choice("mlp", mlp, FEEDFORWARDS)
         check_finite_number("dropout", dropout, low=0.0, high=1.0)
         self.prenorm = bool(prenorm)
         self.residual = bool(residual)
+        self.postnorm_compat = bool(postnorm_compat)
         d_in = d_model if d_input is None else d_input
         if d_in != d_model:
             if self.residual:
@@ -162,7 +174,7 @@ class ResidualBlock(nn.Module):
 
     def _residual(self, x: Tensor, y: Tensor, norm: nn.Module) -> Tensor:
         h = self.dropout(y) if not self.residual else x + self.dropout(y)
-        return h if self.prenorm else norm(h)
+        return h if self.prenorm or self.postnorm_compat else norm(h)
 
     def _feedforward(self, x: Tensor) -> Tensor:
         if self.ff is None:

@@ -51,8 +51,13 @@ def explain(error: Exception) -> str:
 
 
 def model_config(cfg: DictConfig) -> dict:
-    """The SequenceModel arguments: cfg.model plus the layer group (name + its keyword arguments)."""
+    """The model's arguments: cfg.model plus, for a SequenceModel, the layer group (name + its kwargs).
+
+    A model kind without a layer (``model.kind: sdn``) takes cfg.model alone.
+    """
     model = OmegaConf.to_container(cfg.model, resolve=True)
+    if model.get("kind", "sequence") != "sequence":
+        return {k: v for k, v in model.items() if v is not None}
     layer = OmegaConf.to_container(cfg.layer, resolve=True)
     model["layer"] = layer.pop("name")
     model["layer_kwargs"] = layer

@@ -43,7 +43,7 @@ from lindy.train.interrupt import Interrupted, StopOnSigint
 from lindy.train.keys import check_known_keys
 from lindy.train.metrics import higher_is_better, loss_fn
 from lindy.train.optim import build_optimizer, build_scheduler
-from lindy.train.records import RunRecords, git_commit, write_summary
+from lindy.train.records import RunRecords, git_commit, sparsity_line, write_summary
 from lindy.train.resume import (
     Progress,
     check_same_run,
@@ -306,6 +306,8 @@ class Trainer:
         }
         if self.main:
             self.records.log_eval(row)
+            if "sparsity" in val:  # models with spiking layers: firing rates and energy to TensorBoard
+                self.records.log_sparsity(p.step, val["sparsity"])
             print(
                 f"epoch {p.epoch} step {p.step}: train loss {row['train_loss']:.4f}, "
                 f"val loss {val['loss']:.4f}, val {metric} {score:.4f}, {row['tokens_per_s']} tokens/s",
@@ -387,6 +389,7 @@ class Trainer:
         best = load_checkpoint(self.run_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
         test = self.evaluate(self.data.test)
+        sparsity = test.pop("sparsity", None)  # spiking models only; "test" keeps loss and metric
         overrides = result_overrides(self.overrides)
         summary = {
             "experiment": self.cfg.name,
@@ -409,9 +412,13 @@ class Trainer:
             "data_source": self.info.source,
             "fast_paths": fast_path_status(),  # a fast path that could not build is never silent
         }
+        if sparsity is not None:
+            summary["sparsity"] = sparsity
         if self.main:
             write_summary(self.run_dir, summary)
             print(f"test: {test}  ->  {self.run_dir}")
+            if sparsity is not None:
+                print(sparsity_line(sparsity))
         return summary
 
     def close(self) -> None:
