@@ -147,3 +147,54 @@ def test_ar_filter_impulse_response_is_geometric():
     x[0, 0, 0] = 1
     y = ar_filter(x, torch.full((1, 1, 1), 0.5, dtype=F64))
     torch.testing.assert_close(y[0, :, 0], 0.5 ** torch.arange(6, dtype=F64))
+
+
+# ----------------------------------------------------------------------------------------------------
+# SpectraLDS: the filters as impulse responses of a diagonal LDS
+# ----------------------------------------------------------------------------------------------------
+def test_lds_fit_reproduces_both_branches():
+    fit = spectral.spectral_lds(512, 8, state_size=80, disk=False)
+    phi = spectral_filters(512, 8)
+    signs = (-1.0) ** torch.arange(512, dtype=F64)[:, None]
+    half = fit.eigenvalues[:40]
+    assert fit.eigenvalues.shape == (80,) and fit.readout.shape == (80, 16) and fit.mse.shape == (16,)
+    assert (half > 0).all() and (half < 1).all() and torch.equal(fit.eigenvalues[40:], -half)
+    assert (fit.readout[:40, 8:] == 0).all() and torch.equal(fit.readout[40:, 8:], fit.readout[:40, :8])
+    impulse = spectral.lds_impulse(fit.eigenvalues, fit.readout, 512)
+    mse = (impulse - torch.cat([phi, phi * signs], 1)).square().mean(0)
+    torch.testing.assert_close(mse, fit.mse, rtol=1e-3, atol=1e-30)  # the reported error is the real one
+    assert fit.mse.max() < 1e-24  # SpectraLDS: 7.7e-19 at state 160 (L = 8192)
+    assert fit.readout.abs().max() < 1e3  # a well-conditioned readout: usable in float32
+
+
+def test_lds_fit_hankel_l_is_symmetric_and_error_falls_with_state():
+    fit = spectral.spectral_lds(256, 4, "L", state_size=40)
+    assert torch.equal(fit.eigenvalues[20:], -fit.eigenvalues[:20]) and fit.readout.shape == (40, 4)
+    assert fit.mse.max() < 1e-19  # measured 1.7e-20
+    errors = [spectral.spectral_lds(256, 4, state_size=n, two_branches=False).mse.max() for n in (4, 8, 16)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_lds_fit_is_deterministic_and_cached_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("LINDY_CACHE", str(tmp_path))
+    spectral.clear_memory_cache()
+    fit = spectral.spectral_lds(64, 4, state_size=20, disk=True)
+    assert len(list(tmp_path.glob("lds-standard-L64-K4-N20-B2-*.safetensors"))) == 1
+    spectral.clear_memory_cache()
+    again = spectral.spectral_lds(64, 4, state_size=20, disk=False)  # a fresh fit, not the file
+    assert all(torch.equal(a, b) for a, b in zip(fit, again))
+    spectral.clear_memory_cache()
+    monkeypatch.setattr(spectral, "fit_lds", None)  # a second process reads the file, no fit
+    loaded = spectral.spectral_lds(64, 4, state_size=20, disk=True)
+    assert all(torch.equal(a, b) for a, b in zip(fit, loaded))
+    assert spectral.spectral_lds(64, 4, state_size=20, disk=True) is loaded  # then from memory
+    spectral.clear_memory_cache()
+
+
+def test_lds_bad_arguments():
+    with pytest.raises(ValueError, match="even"):
+        spectral.spectral_lds(32, 2, state_size=7)
+    with pytest.raises(ValueError, match="even"):
+        spectral.lds_eigenvalues(32, 5, symmetric=True)
+    with pytest.raises(ValueError, match="state_size"):
+        spectral.spectral_lds(32, 2, state_size=0)

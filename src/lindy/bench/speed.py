@@ -155,6 +155,11 @@ def _peak_child(name, batch, d_model, length, device_name) -> float:
         base = torch.cuda.memory_allocated()
         forward_backward()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
+    return peak_rss_growth_mb(forward_backward)
+
+
+def peak_rss_growth_mb(fn: Callable[[], object]) -> float:
+    """Peak growth of the resident set (MiB) while ``fn()`` runs, sampled every 0.2 ms."""
     base = _rss_bytes()
     peak = [base]
     done = threading.Event()
@@ -166,7 +171,7 @@ def _peak_child(name, batch, d_model, length, device_name) -> float:
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    forward_backward()
+    fn()
     done.set()
     sampler.join()
     return (max(peak[0], _rss_bytes()) - base) / 2**20
