@@ -357,3 +357,55 @@ def test_ldnn_experiment_trains_a_step(experiment):
     assert math.isfinite(loss.item())
     changed = [n for n, p in model.named_parameters() if not torch.equal(before[n], p)]
     assert any(n.endswith("Lambda") for n in changed) and any(n.endswith(".C") for n in changed)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7), (2, 512, 520)])  # below and above _BLOCKED_COPY
+def test_swap_last_is_a_contiguous_transpose_both_ways(shape):
+    from lindy.layers.ldnn import swap_last
+
+    t = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    out = swap_last(t)
+    assert out.is_contiguous() and torch.equal(out, t.transpose(1, 2))
+    g = torch.randn_like(out)
+    out.backward(g)
+    assert t.grad.is_contiguous() and torch.equal(t.grad, g.transpose(1, 2))
+    small = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(swap_last, (small,))
+    assert torch.autograd.gradgradcheck(swap_last, (small,))
+
+
+@pytest.mark.parametrize("D", ["vector", "matrix"])
+def test_readout_layout_matches_einsum(D):
+    """y[b, l, c, s h + i] = sum_j 2 C[c, s, i, j] x[b, (s, c, j), l] + (D u_s)[i]: rows (S, Cc, n)."""
+    torch.manual_seed(0)
+    layer = LDNN(8, d_state=6, heads=2, channels=3, D=D).double()
+    batch, length, (S, Cc, n, h) = 2, 5, (2, 3, 3, 4)
+    states = torch.randn(batch, S * Cc * n, length, dtype=torch.float64)
+    u = torch.randn(batch, S, h, length, dtype=torch.float64)
+    y = torch.einsum("csij,bscjl->blcsi", 2 * layer.C, states.view(batch, S, Cc, n, length))
+    if D == "vector":
+        y = y + torch.einsum("csi,bsil->blcsi", layer.D, u)
+    else:
+        y = y + torch.einsum("csij,bsjl->blcsi", layer.D, u)
+    torch.testing.assert_close(layer._readout(states, u), y.reshape(batch, length, Cc, S * h))
+
+
+def test_fused_half_glu1_matches_autograd_and_has_exact_higher_derivatives():
+    import torch.nn.functional as F
+
+    from lindy.layers.ldnn import _HalfGLU1
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(6, 6).double()
+    y = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 5, 6, dtype=torch.float64)
+    z = F.gelu(y)
+    want = z * torch.sigmoid(lin(z))
+    got = _HalfGLU1.apply(y, lin.weight, lin.bias)
+    assert torch.equal(got, want)
+    wanted = torch.autograd.grad(want, (y, lin.weight, lin.bias), g)
+    for a, b in zip(torch.autograd.grad(got, (y, lin.weight, lin.bias), g), wanted):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    args = (y, lin.weight, lin.bias)
+    assert torch.autograd.gradcheck(_HalfGLU1.apply, args)
+    assert torch.autograd.gradgradcheck(_HalfGLU1.apply, args)
