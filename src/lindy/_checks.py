@@ -10,7 +10,16 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["check_positive_int", "check_count", "check_finite_number", "check_choice", "is_int"]
+__all__ = [
+    "check_positive_int",
+    "check_count",
+    "check_seed",
+    "check_finite_number",
+    "check_fraction",
+    "check_choice",
+    "check_bool",
+    "is_int",
+]
 
 
 def is_int(value: Any) -> bool:
@@ -35,6 +44,12 @@ def check_count(name: str, value: Any, *, minimum: int = 1) -> int:
         what = "a positive int" if minimum == 1 else f"an int >= {minimum}"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
+
+
+def check_seed(name: str, value: Any) -> int:
+    """``value`` as an int >= 0 (what every random generator of lindy's data sets accepts), else a
+    ValueError naming ``name``."""
+    return check_count(name, value, minimum=0)
 
 
 def check_finite_number(
@@ -62,4 +77,23 @@ def check_choice(name: str, value: Any, choices: Iterable) -> Any:
     choices = tuple(choices)
     if isinstance(value, (list, dict, set)) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def check_fraction(name: str, value: Any, *, zero: bool = False) -> float:
+    """``value`` as a float in (0, 1), or [0, 1) with ``zero``; else a ValueError naming ``name``."""
+    low = "[0" if zero else "(0"
+    try:
+        value = check_finite_number(name, value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number in {low}, 1), got {value!r}") from None
+    if not (0.0 <= value < 1.0 if zero else 0.0 < value < 1.0):
+        raise ValueError(f"{name} must be in {low}, 1), got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` if it is a bool (``"false"`` or ``0`` is a typo that must not quietly mean true/false)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
     return value

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy._checks import check_count
+from lindy._checks import check_bool, check_count
 from lindy.data.base import SPLITS, TaskInfo, check_seed, make_splits, register_dataset, split_sizes
-from lindy.data.streams import FreshDataset, check_fresh, stream_generator, stream_seed
+from lindy.data.streams import FreshDataset, stream_generator, stream_seed
 
 __all__ = ["adding", "adding_batch", "check_count", "FreshDataset", "stream_generator", "stream_seed"]
 
@@ -59,7 +59,7 @@ def adding(
 ):
     """Adding-problem sets of the given sizes and sequence length; ``fresh``: the train split is a
     ``FreshDataset`` of ``n_train`` on-demand items (see the module docstring)."""
-    check_fresh(fresh)
+    check_bool("fresh", fresh)
     check_count("length", length)
     if length < 2:
         raise ValueError(f"length must be >= 2 (one mark in each half), got {length}")

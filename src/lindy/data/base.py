@@ -23,7 +23,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lindy import metrics
-from lindy._checks import check_count, check_finite_number
+from lindy._checks import check_bool, check_count, check_fraction, check_seed  # noqa: F401 (the data modules' checks)
 
 TASKS = ("classification", "regression", "per_step_regression", "language_modeling")
 
@@ -110,31 +110,6 @@ def check_labels(labels, n_classes: int, where) -> None:
             f"{where}: labels outside 0..{n_classes - 1} (the task's {n_classes} classes): {len(bad)} of "
             f"{values.size}, the first {values.flat[i]} at item {i} (min {values.min()}, max {values.max()})"
         )
-
-
-def check_seed(name: str, value) -> int:
-    """``value`` as an int >= 0 (what every random generator of lindy's data sets accepts), else a
-    ValueError naming ``name``."""
-    return check_count(name, value, minimum=0)
-
-
-def check_flag(name: str, value) -> bool:
-    """``value`` if it is a bool (``"false"`` or ``0`` is a typo that must not quietly mean true/false)."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
-
-
-def check_fraction(name: str, value, *, zero: bool = False) -> float:
-    """``value`` as a float in (0, 1), or [0, 1) with ``zero``; else a ValueError naming ``name``."""
-    low = "[0" if zero else "(0"
-    try:
-        value = check_finite_number(name, value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number in {low}, 1), got {value!r}") from None
-    if not (0.0 <= value < 1.0 if zero else 0.0 < value < 1.0):
-        raise ValueError(f"{name} must be in {low}, 1), got {value!r}")
-    return value
 
 
 class StoredSequences(Dataset):

@@ -42,7 +42,7 @@ from lindy._checks import check_count
 from lindy.data.base import (
     DataSplits,
     StoredSequences,
-    check_flag,
+    check_bool,
     check_fraction,
     check_labels,
     check_seed,
@@ -258,7 +258,7 @@ def _splits(make, images, labels, test_images, test_labels, train_idx, val_idx, 
 def _check_options(cache, split_seed, val_fraction=None, **flags) -> None:
     """Every option's type and range, before any file is read."""
     for name, value in {"cache": cache, **flags}.items():
-        check_flag(name, value)
+        check_bool(name, value)
     check_seed("split_seed", split_seed)
     if val_fraction is not None:
         check_fraction("val_fraction", val_fraction)

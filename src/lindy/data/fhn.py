@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from lindy._checks import check_count, check_finite_number
-from lindy.data.base import TaskInfo, check_flag, check_seed, make_splits, register_dataset, split_sizes
+from lindy.data.base import TaskInfo, check_bool, check_seed, make_splits, register_dataset, split_sizes
 from lindy.data.cache import cached_tensors
 from lindy.data.streams import stream_seed
 
@@ -81,7 +81,7 @@ def fhn(
     check_count("length", length)
     check_finite_number("t_end", t_end, positive=True)
     check_seed("seed", seed)
-    check_flag("cache", cache)
+    check_bool("cache", cache)
 
     def make(split: str, n: int) -> TensorDataset:
         options = {"n": n, "length": length, "t_end": float(t_end), "seed": seed, "split": split}

@@ -36,7 +36,7 @@ from lindy.data.base import (
     SPLITS,
     DataSplits,
     StoredSequences,
-    check_flag,
+    check_bool,
     check_seed,
     classification_info,
     register_dataset,
@@ -250,7 +250,7 @@ def _splits(tensors: dict[str, dict[str, torch.Tensor]], max_length: int, source
 def listops(root=None, max_length: int = 2000, cache: bool = True) -> DataSplits:
     """LRA ListOps from ``<root>/listops/basic_{train,val,test}.tsv``: x (max_length,) tokens, y 0-9."""
     check_positive_int("max_length", max_length)
-    check_flag("cache", cache)
+    check_bool("cache", cache)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding listops/basic_train.tsv "
@@ -294,7 +294,7 @@ def listops_generated(
     sizes = split_sizes(n_train, n_val, n_test)
     _check_generator_options(1, max_depth, max_args, min_length, max_length)
     check_seed("seed", seed)  # it names the streams "<seed>/<split>": 1 and 1.0 must not differ silently
-    check_flag("cache", cache)
+    check_bool("cache", cache)
     options = dict(
         n_train=n_train,
         n_val=n_val,

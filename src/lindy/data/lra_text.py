@@ -31,7 +31,7 @@ from lindy._checks import check_choice, check_positive_int
 from lindy.data.base import (
     DataSplits,
     StoredSequences,
-    check_flag,
+    check_bool,
     check_fraction,
     check_seed,
     classification_info,
@@ -121,7 +121,7 @@ def imdb(
     check_positive_int("max_length", max_length)
     check_fraction("val_fraction", val_fraction, zero=True)
     check_seed("split_seed", split_seed)
-    check_flag("cache", cache)
+    check_bool("cache", cache)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding aclImdb/ "
@@ -196,7 +196,7 @@ def aan(root=None, max_length: int = 4000, layout: str = "concat", cache: bool =
     """LRA's AAN retrieval from ``<root>/tsv_data``: x (2 * max_length,) ("concat") or (2, max_length)."""
     check_positive_int("max_length", max_length)
     check_choice("layout", layout, LAYOUTS)
-    check_flag("cache", cache)
+    check_bool("cache", cache)
     if root is None:
         raise ValueError(
             "data.root is not set: point it at the folder holding tsv_data/ (LRA's lra_release/), "

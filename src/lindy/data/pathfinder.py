@@ -33,7 +33,7 @@ from lindy.data.base import (
     DataSplits,
     StoredSequences,
     TaskInfo,
-    check_flag,
+    check_bool,
     check_fraction,
     check_seed,
     classification_info,
@@ -177,7 +177,7 @@ def pathfinder(
     if val_fraction + test_fraction >= 1:
         raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
     check_seed("split_seed", split_seed)
-    check_flag("cache", cache)
+    check_bool("cache", cache)
     if root is None:
         folder = f"pathfinder{resolution}"
         raise ValueError(
@@ -448,7 +448,7 @@ def pathfinder_generated(
     _check_drawing(resolution, contour_length, n_distractors, max_turn_deg)
     check_positive_int("workers", workers)
     check_seed("seed", seed)
-    check_flag("cache", cache)
+    check_bool("cache", cache)
     sizes = split_sizes(n_train, n_val, n_test)
     drawing = dict(
         resolution=resolution,

@@ -32,9 +32,9 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
-from lindy._checks import check_choice, check_count
+from lindy._checks import check_bool, check_choice, check_count
 from lindy.data.base import DataSplits, StoredSequences, TaskInfo, make_splits, register_dataset, split_sizes
-from lindy.data.streams import FreshDataset, check_fresh, stream_generator
+from lindy.data.streams import FreshDataset, stream_generator
 
 IGNORE = -100  # target value that the loss skips (cross_entropy's default ignore_index)
 BLANK = 0
@@ -201,7 +201,7 @@ def token_splits(
     maker: TaskMaker, info: TaskInfo, n_train, n_val, n_test, seed: int, fresh: bool
 ) -> DataSplits:
     """Fixed (or, with ``fresh``, on-demand train) splits of ``maker``'s task (see the module docstring)."""
-    check_fresh(fresh)
+    check_bool("fresh", fresh)
     maker.answers(1, torch.Generator().manual_seed(0))  # option errors now, before any split is built
 
     def make(split: str, n: int) -> Dataset:

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from lindy._checks import check_count
 
-__all__ = ["stream_seed", "stream_generator", "FreshDataset", "check_fresh"]
+__all__ = ["stream_seed", "stream_generator", "FreshDataset"]
 
 
 def stream_seed(seed: int, *keys: int | str) -> int:
@@ -36,13 +36,6 @@ def stream_seed(seed: int, *keys: int | str) -> int:
 def stream_generator(seed: int, *keys: int | str) -> torch.Generator:
     """A ``torch.Generator`` seeded with ``stream_seed(seed, *keys)``."""
     return torch.Generator().manual_seed(stream_seed(seed, *keys))
-
-
-def check_fresh(fresh) -> bool:
-    """``fresh`` if it is a bool (``1`` is not: a config typo should not switch the split's kind)."""
-    if not isinstance(fresh, bool):
-        raise ValueError(f"fresh must be true or false, got {fresh!r}")
-    return fresh
 
 
 class FreshDataset(Dataset):

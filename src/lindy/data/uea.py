@@ -47,7 +47,7 @@ from lindy._checks import check_choice
 from lindy.data.base import (
     DataSplits,
     TaskInfo,
-    check_flag,
+    check_bool,
     check_fraction,
     check_seed,
     register_dataset,
@@ -339,7 +339,7 @@ def _check_options(split, with_s4: bool, split_seed, val_fraction, cache) -> Non
     if split_seed is not None:
         check_seed("split_seed", split_seed)
     check_fraction("val_fraction", val_fraction)
-    check_flag("cache", cache)
+    check_bool("cache", cache)
 
 
 def _load(root, problem: str, task: str, cache, cache_dir, files_root=None):

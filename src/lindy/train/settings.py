@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from lindy._checks import check_choice, check_count, check_finite_number
+from lindy._checks import check_bool, check_choice, check_count, check_finite_number
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -66,12 +66,12 @@ def read_settings(cfg: DictConfig) -> Settings:
         run_root=_path("trainer.run_root", t.get("run_root", "runs")),
         run_dir=None if t.get("run_dir") is None else _path("trainer.run_dir", t.run_dir),
         resume=_resume(t.get("resume")),
-        overwrite=_bool("trainer.overwrite", t.get("overwrite", False)),
-        tensorboard=_bool("trainer.tensorboard", t.get("tensorboard", True)),
+        overwrite=check_bool("trainer.overwrite", t.get("overwrite", False)),
+        tensorboard=check_bool("trainer.tensorboard", t.get("tensorboard", True)),
         wandb=_wandb(t.get("wandb")),
         progress=_progress(t.get("progress", "auto")),
         threads=_optional_count("trainer.threads", t.get("threads")),
-        deterministic=_bool("trainer.deterministic", t.get("deterministic", True)),
+        deterministic=check_bool("trainer.deterministic", t.get("deterministic", True)),
         batch_size=check_count("loader.batch_size", loader.batch_size),
         eval_batch_size=check_count("loader.eval_batch_size", loader.eval_batch_size),
         num_workers=check_count("loader.num_workers", loader.get("num_workers", 0), minimum=0),
@@ -95,12 +95,6 @@ def check_world(settings: Settings, world: int) -> None:
 
 def _optional_count(name: str, value) -> int | None:
     return None if value is None else check_count(name, value)
-
-
-def _bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
 
 
 def _device(value) -> str:
