@@ -93,41 +93,13 @@ def sign_normalize(vectors: Tensor) -> Tensor:
     return vectors * torch.where(signs == 0, torch.ones_like(signs), signs)
 
 
-def _cache_file(name: str, cache_dir: str | Path | None) -> Path:
-    from lindy.data.cache import default_cache_dir  # lazy: the data package is heavy to import
+def _disk_cached(name: str, options: dict, version: int, build, cache_dir, disk: bool) -> dict[str, Tensor]:
+    """``build()``'s tensors through lindy's versioned on-disk cache (``lindy.data.cache``) when ``disk``."""
+    if not disk:
+        return build()
+    from lindy.data.cache import cached_tensors  # lazy: the data package is heavy to import
 
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return folder / f"{name}.safetensors"
-
-
-def _disk_path(length: int, k: int, variant: str, cache_dir: str | Path | None) -> Path:
-    return _cache_file(f"hankel-{variant}-L{length}-K{k}-v{FILTER_CACHE_VERSION}", cache_dir)
-
-
-def _read(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, Tensor] | None:
-    """The float64 tensors of ``shapes`` from a safetensors file, or None (missing, torn or foreign)."""
-    from safetensors.torch import load_file
-
-    try:
-        data = load_file(str(path))
-        found = {name: data[name] for name in shapes}
-    except Exception:  # noqa: BLE001  (a torn or foreign file is recomputed)
-        return None
-    if any(t.shape != shapes[n] or t.dtype != torch.float64 for n, t in found.items()):
-        return None
-    return found
-
-
-def _write(path: Path, tensors: dict[str, Tensor]) -> None:
-    from safetensors.torch import save_file
-
-    from lindy._atomic import atomic_write
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
-    except OSError:
-        pass  # a read-only cache folder only costs the next process the work again
+    return cached_tensors(name, options, version, build, cache_dir=cache_dir)
 
 
 def hankel_eigh(
@@ -149,18 +121,17 @@ def hankel_eigh(
     with _LOCK:
         if key in _MEMORY:
             return _MEMORY[key]
-    disk = length >= DISK_MIN_LEN if disk is None else disk
-    path = _disk_path(length, k, variant, cache_dir) if disk else None
-    shapes = {"sigma": (k,), "vectors": (length, k)}
-    data = _read(path, shapes) if path is not None and path.exists() else None
-    if data is not None:
-        found = (data["sigma"], data["vectors"])
-    else:
+
+    def build() -> dict[str, Tensor]:
         sigma, vectors = torch.linalg.eigh(hankel_matrix(length, variant))
-        sigma, vectors = sigma[-k:].clone(), sign_normalize(vectors[:, -k:]).contiguous()
-        if path is not None:
-            _write(path, {"sigma": sigma, "vectors": vectors})
-        found = (sigma, vectors)
+        return {"sigma": sigma[-k:].clone(), "vectors": sign_normalize(vectors[:, -k:]).contiguous()}
+
+    disk = length >= DISK_MIN_LEN if disk is None else disk
+    name = f"hankel-{variant}-L{length}-K{k}"
+    data = _disk_cached(
+        name, dict(length=length, k=k, variant=variant), FILTER_CACHE_VERSION, build, cache_dir, disk
+    )
+    found = (data["sigma"], data["vectors"])
     with _LOCK:
         _MEMORY[key] = found
     return found
@@ -288,19 +259,15 @@ def spectral_lds(
     with _LOCK:
         if key in _LDS_MEMORY:
             return _LDS_MEMORY[key]
-    disk = length >= DISK_MIN_LEN if disk is None else disk
-    name = f"lds-{variant}-L{length}-K{k}-N{state_size}-B{2 if two else 1}-v{LDS_CACHE_VERSION}"
-    path = _cache_file(name, cache_dir) if disk else None
-    n_f = 2 * k if two else k
-    shapes = {"eigenvalues": (state_size,), "readout": (state_size, n_f), "mse": (n_f,)}
-    data = _read(path, shapes) if path is not None and path.exists() else None
-    if data is not None:
-        found = LDSFit(data["eigenvalues"], data["readout"], data["mse"])
-    else:
+
+    def build() -> dict[str, Tensor]:
         phi = spectral_filters(length, k, variant, cache_dir=cache_dir)  # the filters' own disk rule
-        found = lds_fit_filters(phi, state_size, two_branches=two, symmetric=variant == "L")
-        if path is not None:
-            _write(path, found._asdict())
+        return lds_fit_filters(phi, state_size, two_branches=two, symmetric=variant == "L")._asdict()
+
+    disk = length >= DISK_MIN_LEN if disk is None else disk
+    name = f"lds-{variant}-L{length}-K{k}-N{state_size}-B{2 if two else 1}"
+    options = dict(length=length, k=k, variant=variant, state_size=state_size, two_branches=two)
+    found = LDSFit(**_disk_cached(name, options, LDS_CACHE_VERSION, build, cache_dir, disk))
     with _LOCK:
         _LDS_MEMORY[key] = found
     return found
