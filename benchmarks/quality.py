@@ -1,15 +1,16 @@
 """Every family on the same offline tasks at the same parameter count and budget: a task x family table.
 
     python benchmarks/quality.py --out benchmarks/results/quality_cpu            # the whole suite
-    python benchmarks/quality.py --tasks adding lds --families s4d ldnn --seeds 0 --out /tmp/q
+    python benchmarks/quality.py --tasks adding lds --families s4d ldnn --seeds 0 --out /tmp/q/quality
 
 Each cell is one ``lindy train`` run in a subprocess (``experiment=quality/base data=<task> layer=<family>``
 plus the task's reduced sizes), its width chosen so that the model has about ``--params`` parameters (the
 count is stated per cell), trained for ``--steps`` optimiser steps at batch ``--batch``; its test metric is
-read from the run's summary.json. Results are JSON lines in ``<out>/results.jsonl``; a cell already there
-is not run again, so a killed suite resumes where it stopped (a cell killed halfway resumes from its own
-``last.pt`` through ``trainer.resume=auto``). The table (mean and spread over seeds) goes to
-``<out>/table.md`` and a heat-map of the normalised scores to ``<out>/heatmap.png``.
+read from the run's summary.json. Results are JSON lines in ``<out>.jsonl``; a cell already there is not
+run again, so a killed suite resumes where it stopped (a cell killed halfway resumes from its own
+``last.pt`` in ``<runs>/<task>/<family>/seed<k>`` through ``trainer.resume=auto``). The table (mean and
+spread over seeds, parameters and median wall time per run) goes to ``<out>.md`` and a heat-map of the
+normalised scores to ``<out>.png``.
 """
 
 from __future__ import annotations
@@ -105,9 +106,9 @@ def match_width(task: str, family: str, target: int) -> tuple[int, int]:
     return width, counts[width]
 
 
-def run_cell(task, family, seed, args, out: Path) -> dict:
+def run_cell(task, family, seed, args) -> dict:
     width, params = match_width(task, family, args.params)
-    run_dir = out / "runs" / task / family / f"seed{seed}"
+    run_dir = args.runs / task / family / f"seed{seed}"
     cmd = [
         sys.executable,
         "-m",
@@ -156,7 +157,10 @@ def table(rows: list[dict], tasks, families) -> str:
             scores = [r["score"] for r in rs]
             spread = statistics.pstdev(scores) if len(scores) > 1 else 0.0
             mean = statistics.mean(scores)
-            values.append(f"{mean:.4g} +- {spread:.2g} ({len(scores)} seeds, {rs[0]['params']} params)")
+            wall = statistics.median(r["wall_s"] for r in rs)
+            values.append(
+                f"{mean:.4g} +- {spread:.2g} ({len(scores)} seeds, {rs[0]['params']:,} params, {wall:.0f} s)"
+            )
         lines.append(f"| {task} ({metric}) | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -201,26 +205,27 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=600, help="optimiser steps per run")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="prefix of <out>.jsonl, <out>.md and <out>.png")
+    p.add_argument("--runs", type=Path, default=Path("runs/quality"), help="folder of the cells' run folders")
     args = p.parse_args(argv)
     for name in ("params", "steps", "batch", "threads"):
         check_count(f"--{name}", getattr(args, name))
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = args.out / "results.jsonl"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results = args.out.with_name(args.out.name + ".jsonl")
     done = {(r["task"], r["family"], r["seed"]) for r in load_rows(results) if "score" in r}
     for task in args.tasks:
         for family in args.families:
             for seed in args.seeds:
                 if (task, family, seed) in done:
                     continue
-                row = run_cell(task, family, seed, args, args.out)
+                row = run_cell(task, family, seed, args)
                 print(json.dumps(row), flush=True)
                 with results.open("a") as f:
                     f.write(json.dumps(row) + "\n")
     rows = [r for r in load_rows(results) if r["task"] in args.tasks and r["family"] in args.families]
     text = table(rows, args.tasks, args.families)
-    (args.out / "table.md").write_text(text + "\n")
-    heatmap(rows, args.tasks, args.families, args.out / "heatmap.png")
+    args.out.with_name(args.out.name + ".md").write_text(text + "\n")
+    heatmap(rows, args.tasks, args.families, args.out.with_name(args.out.name + ".png"))
     print(text)
     return 0 if all("score" in r for r in rows) else 1
 

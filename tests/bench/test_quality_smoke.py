@@ -24,12 +24,13 @@ def quality(monkeypatch):
 
 def test_smoke_two_families_one_task(quality, tmp_path):
     args = ["--tasks", "adding", "--families", "s4d", "ldnn", "--seeds", "0", "--steps", "2"]
-    args += ["--params", "3000", "--batch", "8", "--threads", "1", "--out", str(tmp_path)]
+    args += ["--params", "3000", "--batch", "8", "--threads", "1", "--out", str(tmp_path / "q")]
+    args += ["--runs", str(tmp_path / "runs")]
     assert quality.main(args) == 0
-    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
     assert [(r["task"], r["family"]) for r in rows] == [("adding", "s4d"), ("adding", "ldnn")]
     assert all(r["metric"] == "mse" and r["score"] >= 0 and r["params"] > 0 for r in rows)
-    assert "| adding (mse) |" in (tmp_path / "table.md").read_text()
-    assert (tmp_path / "heatmap.png").stat().st_size > 0
+    assert "| adding (mse) |" in (tmp_path / "q.md").read_text()
+    assert (tmp_path / "q.png").stat().st_size > 0
     assert quality.main(args) == 0  # resumed: every cell is done, nothing runs again
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 2

@@ -336,6 +336,22 @@ def test_tied_embeddings_share_one_matrix():
     assert "decoder.weight" not in names and "encoder.weight" in names
 
 
+def test_kaiming_normal_decoder_init_draws_he_normal_weights_and_keeps_the_bias():
+    torch.manual_seed(0)
+    default = SequenceModel(3, 400, d_model=256, n_layers=1, layer=ToyRecurrence)
+    torch.manual_seed(0)
+    he = SequenceModel(3, 400, d_model=256, n_layers=1, layer=ToyRecurrence, decoder_init="kaiming_normal")
+    w = he.decoder.weight.detach()
+    # 102,400 draws: the std is within 1 % of sqrt(2 / H) and the draw is normal (not nn.Linear's uniform,
+    # whose std is 1/sqrt(3 H) and whose |w| never exceeds 1/sqrt(H))
+    assert abs(w.std().item() / (2 / 256) ** 0.5 - 1) < 0.01
+    assert w.abs().max().item() > 3 / 256**0.5
+    assert default.decoder.weight.abs().max().item() <= 1 / 256**0.5
+    bound = 1 / 256**0.5
+    assert he.decoder.bias.abs().max().item() <= bound and he.decoder.bias.std().item() > 0
+    torch.testing.assert_close(he.encoder.weight, default.encoder.weight)  # nothing else redrawn
+
+
 def test_layer_by_registered_name(monkeypatch):
     monkeypatch.setitem(LAYERS, "toy", LayerSpec("toy", ToyRecurrence))
     model = toy_model(layer="toy", layer_kwargs=dict(lr=0.01))
@@ -352,6 +368,7 @@ def test_layer_by_registered_name(monkeypatch):
         (dict(norm="group"), ValueError, r"norm must be one of \['layer', 'batch', 'rms', 'none'\]"),
         (dict(pooling="max"), ValueError, "pooling must be one of"),
         (dict(mlp="swiglu"), ValueError, "mlp must be one of"),
+        (dict(decoder_init="xavier"), ValueError, r"decoder_init must be one of \['default', 'kaiming"),
         (dict(layer="no-such-layer"), ValueError, r"layer must be one of \["),
         (dict(layer=3), TypeError, "layer must be a registered layer name"),
         (dict(layer=nn.Linear), TypeError, "SequenceLayer"),

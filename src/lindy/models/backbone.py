@@ -29,7 +29,11 @@ from lindy.layers.base import (
 from lindy.models.blocks import FEEDFORWARDS, NORMS, ResidualBlock, make_norm
 from lindy.models.heads import POOLINGS, SequencePooling
 
-__all__ = ["SequenceModel"]
+__all__ = ["DECODER_INITS", "SequenceModel"]
+
+#: decoder weight initialisations: nn.Linear's own (uniform, std 1/sqrt(3 H)), or He-normal
+#: (std sqrt(2 / H)), which LEM's reference networks draw for their readout (bias left as nn.Linear's)
+DECODER_INITS = ("default", "kaiming_normal")
 
 
 def _check_bool(name: str, value) -> bool:
@@ -84,6 +88,9 @@ class SequenceModel(nn.Module):
         postnorm_compat: with prenorm=False, skip the blocks' post-norms as the SpikingSSM reference does
             (it computes them and discards the result; its reported numbers ran so). The norms are still
             built, so the state_dict keys do not change. Default False: a working post-norm.
+        decoder_init: "default" (nn.Linear's uniform draw) or "kaiming_normal" (W_d ~ N(0, 2 / H), the readout
+            of LEM's reference networks; its bias stays nn.Linear's). Ignored for the weight when
+            ``tie_embeddings`` shares it with the embedding.
 
     Parameters keep whatever optimiser hints (``_optim``) their layers set; nothing else is marked.
     """
@@ -108,6 +115,7 @@ class SequenceModel(nn.Module):
         residual: bool = True,
         encoder: bool = True,
         postnorm_compat: bool = False,
+        decoder_init: str = "default",
     ):
         super().__init__()
         self.d_input = check_positive_int("d_input", d_input)
@@ -126,6 +134,7 @@ class SequenceModel(nn.Module):
             ("norm", norm, NORMS),
             ("mlp", mlp, FEEDFORWARDS),
             ("pooling", pooling, POOLINGS),
+            ("decoder_init", decoder_init, DECODER_INITS),
         ]:
             if value not in choices:
                 raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -161,6 +170,8 @@ class SequenceModel(nn.Module):
         self.final_norm = make_norm(norm, d_model) if prenorm else nn.Identity()
         self.pool = SequencePooling(pooling)
         self.decoder = nn.Linear(d_model, d_output)
+        if decoder_init == "kaiming_normal":
+            nn.init.kaiming_normal_(self.decoder.weight)  # fan_in = H, gain sqrt(2)
         if tie_embeddings:
             self.decoder.weight = self.encoder.weight
         self.register_load_state_dict_pre_hook(refuse_non_finite_state_dict)
