@@ -134,7 +134,11 @@ def test_reference_init_reproduces_deepldnn_draws():
     sd = layer.state_dict()
     for name, want in REF_SEED3.items():
         got = sd[name][0] if name == "head_mixer.weight" else sd[name][0, 1]
-        torch.testing.assert_close(got.flatten(), torch.tensor(want), atol=2e-6, rtol=0, msg=name)
+        # Lambda and B come out of the reference's float32 LAPACK eig, whose rounding depends on the CPU's
+        # code path: here it is 1.5e-5 off the float64 eigenvalues (the duplicated pair above differs by as
+        # much), so two machines agree to twice that; the draws alone are reproducible to the last bits
+        atol = 4e-5 if name in ("Lambda", "B") else 2e-6
+        torch.testing.assert_close(got.flatten(), torch.tensor(want), atol=atol, rtol=0, msg=name)
     assert sorted(sd) == sorted(
         [
             "Lambda",

@@ -17,6 +17,7 @@ Modules, one job each:
   the iterative BPTT / SLTT neurons with surrogate gradients.
 - ``surrogate``: spike functions H(v) with surrogate gradients (triangle, atan, sigmoid).
 - ``lem_scan``: LEM's recurrence as an autograd Function; ``lem_cpu`` builds its C++ loop.
+- ``ar_cpu``: the C++ loops of the STU's output autoregression (``spectral.ar_filter``), built on first use.
 - ``cpp``: build-on-first-use C++ extensions and the status of every fast path tried.
 - ``memory``: large CPU buffers on huge pages, reused from a small pool.
 

@@ -31,6 +31,7 @@ Maps (``spectral_conv``, ``ar_filter``), each an autograd Function with a hand-w
   grad_M_k = sum_m c_m / n Re(conj(F_k(m)) sum_b U(m)^H G(m)).
 - ``ar_filter(x, M_y, y0)``: the output autoregression y_t = x_t + sum_{j=1}^p y_{t-j} M_y[j-1] (an IIR
   filter, sequential); its backward is the same recursion run backward in time with the transposed M_y.
+  On CPU (float32/float64) both loops run in C++ (``lindy.kernels.ar_cpu``); elsewhere in Python.
 """
 
 from __future__ import annotations
@@ -407,9 +408,67 @@ class _ARFilter(torch.autograd.Function):
         return gx.clone(), grad_m, g0
 
 
+class _ARFilterCPU(torch.autograd.Function):
+    """The same maps as ``_ARFilter`` with both time loops in C++ (``lindy.kernels.ar_cpu``); saves y and y0
+    instead of their concatenation, and forms grad M_y by one batched matmul per lag."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, m_y: Tensor, y0: Tensor) -> Tensor:
+        p, d = m_y.shape[0], x.shape[-1]
+        native = _ar_native(x)
+        if x.stride(-1) != 1:  # the loop takes any batch and time strides (the STU passes a slice)
+            x = x.contiguous()
+        y0 = y0.contiguous()
+        y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        native.forward(x, m_y.flip(0).reshape(p * d, d).contiguous(), y0, y)  # oldest lag first
+        ctx.save_for_backward(y, m_y, y0)
+        ctx.native = native
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        y, m_y, y0 = ctx.saved_tensors
+        p, d = m_y.shape[0], y.shape[-1]
+        gx, g0 = torch.empty_like(y), torch.empty_like(y0)
+        if grad.stride(-1) != 1:
+            grad = grad.contiguous()
+        ctx.native.backward(grad, m_y.transpose(1, 2).reshape(p * d, d).contiguous(), gx, g0)
+        grad_m = _ar_weight_grad(y, y0, gx) if ctx.needs_input_grad[1] else None
+        return gx, grad_m, g0
+
+
+def _ar_weight_grad(y: Tensor, y0: Tensor, gx: Tensor) -> Tensor:
+    """grad M_y[j-1] = sum_{b, t} y_{t-j}^T gx_t (y_s = y0[:, p + s] for s < 0): (p, d, d)."""
+    batch, length, d = y.shape
+    p = y0.shape[1]
+    out = []
+    for j in range(1, p + 1):
+        n = min(j, length)  # the times whose lag-j output is in y0
+        acc = torch.einsum("btd,bte->de", y0[:, p - j : p - j + n], gx[:, :n])
+        if length > j:
+            acc = acc + torch.bmm(y[:, : length - j].transpose(1, 2), gx[:, j:]).sum(0)
+        out.append(acc)
+    return torch.stack(out)
+
+
+def _ar_native(x: Tensor):
+    """The C++ ops when they apply (CPU, float32/float64), else None (then the Python loop runs)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    from lindy.kernels import ar_cpu  # lazy: cpp pulls in torch.utils.cpp_extension only when needed
+
+    return ar_cpu.ops()
+
+
 def ar_filter(x: Tensor, m_y: Tensor, y0: Tensor | None = None) -> Tensor:
     """y_t = x_t + sum_{j=1}^{p} y_{t-j} M_y[j-1]: x (B, L, d), M_y (p, d, d) (row vector times matrix),
-    y0 (B, p, d) the outputs before t = 0 in time order (oldest first; default zeros). Returns (B, L, d)."""
+    y0 (B, p, d) the outputs before t = 0 in time order (oldest first; default zeros). Returns (B, L, d).
+
+    On CPU in float32/float64 both time loops run in C++ (``lindy.kernels.ar_cpu``, fast path
+    ``lindy_ar_cpu``); elsewhere, or when it cannot build (said once in the log and in
+    ``lindy.kernels.cpp.fast_path_status()``), the Python loop of ``_ARFilter`` runs.
+    """
     p = m_y.shape[0]
     if y0 is None:
         y0 = x.new_zeros(x.shape[0], p, x.shape[-1])
@@ -417,7 +476,9 @@ def ar_filter(x: Tensor, m_y: Tensor, y0: Tensor | None = None) -> Tensor:
         return x
     with torch.autocast(x.device.type, enabled=False):
         dtype = torch.promote_types(x.dtype, m_y.dtype)
-        return _ARFilter.apply(x.to(dtype), m_y.to(dtype), y0.to(dtype)).to(x.dtype)
+        args = x.to(dtype), m_y.to(dtype), y0.to(dtype)
+        fn = _ARFilterCPU if _ar_native(args[0]) is not None else _ARFilter
+        return fn.apply(*args).to(x.dtype)
 
 
 def ar_filter_naive(x: Tensor, m_y: Tensor, y0: Tensor | None = None) -> Tensor:

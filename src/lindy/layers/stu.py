@@ -23,7 +23,8 @@ equals forward; the references only take L = seq_len, where lindy equals them.
 Exact form, fast: the filters (both branches, the shift and the AR_u taps as delta filters) are one fixed
 bank whose spectrum is cached, and ``spectral_conv`` applies the batch-independent frequency response
 W(f) = sum_k Phi_k(f) M_k (hand-written backward, no (B, L, K, d) features). The output AR term is
-``ar_filter`` (a sequential loop, hand-written backward).
+``ar_filter`` (sequential loops in C++ on CPU, ``lindy.kernels.ar_cpu``, with a Python fallback;
+hand-written backward).
 
 Recurrent mode, ``recurrent="exact"``: the state holds the last max_len - 1 inputs (the approx form:
 projected inputs, plus the last ar_u - 1 raw ones) and the last ar_y outputs; a step costs one copy of that
