@@ -82,3 +82,20 @@ def test_lem_records_its_fast_path_status_when_it_runs(monkeypatch):
         assert status == "built"
     else:
         assert status.startswith("unavailable: ")
+
+
+def test_the_loops_flush_subnormals_only_while_they_run():
+    # the C++ recurrences flush subnormals to zero on their threads (a gradient read at the last step
+    # underflows on its way back through a long sequence, and subnormal arithmetic is ~15x slower); the
+    # calling thread runs a share of the loop too, and must get its own floating-point mode back
+    from lindy.kernels.spectral import ar_filter
+
+    tiny = torch.tensor([1e-40])  # subnormal in float32
+    assert tiny.item() != 0.0
+    x = torch.randn(8, 300, 4, requires_grad=True)
+    m = LEM(4, d_input=4)
+    m(x)[:, -1].sum().backward()
+    y = ar_filter(x, 0.5 * torch.eye(4).expand(2, 4, 4).contiguous())
+    y[:, -1].sum().backward()
+    assert (tiny * 2).item() != 0.0 and (torch.tensor([3e-40]) - tiny).item() != 0.0
+    assert torch.isfinite(x.grad).all()

@@ -22,6 +22,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "flush_subnormals.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -225,6 +227,7 @@ void run(const at::Tensor& base, const at::Tensor& S, const T* edge, T* g0, at::
   T* optr = out.data_ptr<T>();
   // grain 1: a thread runs the whole time loop on its rows, so one row is already worth a thread
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    lindy::FlushSubnormals flush;  // an adjoint that starts late decays through the subnormals backward
     run_share<T>(step, bptr, sb, st, optr, sptr, edge, g0, L, p, d, reverse, b0, b1 - b0);
   });
 }

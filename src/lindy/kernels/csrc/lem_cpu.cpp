@@ -20,6 +20,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "flush_subnormals.h"
+
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -180,7 +182,10 @@ constexpr int64_t kMinRows = 8;
 
 template <typename F>
 void for_row_shares(int64_t B, const F& body) {
-  at::parallel_for(0, B, kMinRows, [&](int64_t b0, int64_t b1) { body(b0, b1 - b0); });
+  at::parallel_for(0, B, kMinRows, [&](int64_t b0, int64_t b1) {
+    lindy::FlushSubnormals flush;  // gradients from one late step underflow on their way back in time
+    body(b0, b1 - b0);
+  });
 }
 
 template <typename T>
