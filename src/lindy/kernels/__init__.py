@@ -18,6 +18,8 @@ Modules, one job each:
 - ``surrogate``: spike functions H(v) with surrogate gradients (triangle, atan, sigmoid).
 - ``lem_scan``: LEM's recurrence as an autograd Function; ``lem_cpu`` builds its C++ loop.
 - ``ar_cpu``: the C++ loops of the STU's output autoregression (``spectral.ar_filter``), built on first use.
+- ``sdn_cpu``: the fused SDN's membrane prediction (``layers.sdn.FusedSDN.features_last``, the SDN
+  neuron's) as one C++ loop over (B, L, H), built on first use.
 - ``cpp``: build-on-first-use C++ extensions and the status of every fast path tried.
 - ``memory``: large CPU buffers on huge pages, reused from a small pool.
 

@@ -18,7 +18,9 @@ Neurons map a current x (B, L, H) to spikes (B, L, H), time on dim 1:
 - ``SDNNeuron``: m_hat = v_th SDN(x / v_th) without gradient (the LIF's scale invariance lets one SDN
   trained at v_th = 1 serve every threshold); s = H(m_hat + x - v_th) with the surrogate gradient through
   the explicit x only (the reference's rule). Its step keeps the last k inputs and equals its forward.
-  ``neuron="lif"`` swaps in the exact LIF (forward and step).
+  On CPU the membrane is one fused C++ loop over (B, L, H) (``FusedSDN.features_last``,
+  ``lindy.kernels.sdn_cpu``), the torch path its announced fallback. ``neuron="lif"`` swaps in the
+  exact LIF (forward and step).
 - ``LIFNeuron``: the exact LIF iterated with surrogate gradients, ``mode`` "bptt" or "sltt" (baselines).
 
 ``neuron_agreement(model, x)`` reports how often each SDN neuron's spikes agree with the exact LIF's on the
@@ -152,6 +154,50 @@ class FusedSDN(nn.Module):
         h = torch.addmm(self.conv2.bias, h, self.conv2.weight[:, :, 0].T).add_(h).relu_()
         return torch.addmv(self.conv3.bias, h, self.conv3.weight[0, :, 0]).reshape(*lead, length)
 
+    @torch.no_grad()
+    def features_last(self, x: Tensor, history: Tensor | None = None, v_th: float = 1.0) -> Tensor:
+        """v_th SDN(x / v_th) for x (B, L, H), time on dim 1, without gradient: (B, L, H) in self's dtype.
+
+        ``history`` (B, H, k) holds the k inputs before x (the SDN neuron's state; None: zeros), so
+        chunks give the numbers of one call. On CPU in float32/float64 (d = 8) one fused C++ loop
+        (``lindy.kernels.sdn_cpu``, fast path ``lindy_sdn_cpu``) computes it in this layout with
+        1 / v_th folded into conv1 and v_th into conv3, vectorised over H, or over time when x is the
+        transpose of a contiguous (B, H, L) (the result then has that layout too); elsewhere, or when
+        it cannot build (said once in the log and in ``lindy.kernels.cpp.fast_path_status()``),
+        ``forward`` runs on x transposed.
+        """
+        dtype = self.conv1.weight.dtype
+        native = _sdn_native(x, self)
+        if native is None:
+            rows = x.transpose(1, 2) / v_th  # (B, H, L)
+            hist = None if history is None else history / v_th
+            return (self(rows.to(dtype), hist) * v_th).transpose(1, 2)
+        x = x.to(dtype)
+        # time contiguous (x the transpose of a (B, H, L), as channels-first callers pass it): the loop
+        # runs along time, with no transpose copy either way
+        time_last = not x.is_contiguous() and x.transpose(1, 2).is_contiguous()
+        if not time_last:
+            x = x.contiguous()
+        if history is not None:  # the window's rows (B, k, H), laid out as x
+            history = history.to(dtype)
+            history = (
+                history.contiguous().transpose(1, 2) if time_last else history.transpose(1, 2).contiguous()
+            )
+        out = torch.empty_like(x)  # x's layout
+        native.membrane(
+            x,
+            history,
+            self.conv1.weight[:, 0, :],
+            self.conv1.bias,
+            self.conv2.weight[:, :, 0],
+            self.conv2.bias,
+            self.conv3.weight[0, :, 0],
+            self.conv3.bias,
+            float(v_th),
+            out,
+        )
+        return out
+
     # -- files
     def save(self, path: str | Path) -> None:
         """Write the weights (float32) and tau/d_model/kernel_size metadata as safetensors."""
@@ -178,6 +224,24 @@ class FusedSDN(nn.Module):
         ref = _ReferenceLayout(self).eval()
         traced = torch.jit.trace(ref, torch.randn(64, 1, length, dtype=self.conv1.weight.dtype))
         traced.save(str(path))
+
+
+def _sdn_native(x: Tensor, sdn: FusedSDN):
+    """The C++ op when it applies (CPU tensors, a float32/float64 SDN with d = 8, x (B, L, H)), else None
+    (then the torch path runs)."""
+    weight = sdn.conv1.weight
+    if (
+        x.device.type != "cpu"
+        or weight.device.type != "cpu"
+        or weight.dtype not in (torch.float32, torch.float64)
+        or sdn.d_model != 8
+        or x.dim() != 3
+        or not x.is_floating_point()
+    ):
+        return None
+    from lindy.kernels import sdn_cpu  # lazy: cpp pulls in torch.utils.cpp_extension only when needed
+
+    return sdn_cpu.ops()
 
 
 class _ReferenceLayout(nn.Module):
@@ -245,10 +309,8 @@ class SDNNeuron(nn.Module):
         device = x.device.type
         no_autocast = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()
         with torch.no_grad(), no_autocast:
-            rows = x.detach().transpose(1, 2) / self.v_th  # (B, H, L)
-            hist = None if history is None else history / self.v_th
-            m = self.sdn(rows.to(self.sdn.conv1.weight.dtype), hist)
-            return (m * self.v_th).to(torch.promote_types(m.dtype, x.dtype)).transpose(1, 2)
+            m = self.sdn.features_last(x.detach(), history, self.v_th)
+            return m.to(torch.promote_types(m.dtype, x.dtype))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_with_state(x, None)[0]
@@ -262,10 +324,10 @@ class SDNNeuron(nn.Module):
             return s, u
         m = self.membrane(x, state)
         k = self.sdn.kernel_size
-        window = x.detach().transpose(1, 2)
+        window = x.detach()[:, -k:].transpose(1, 2)  # only the last k inputs can enter the new state
         if state is not None:
             window = torch.cat([state, window], -1)
-        window = F.pad(window, (max(k - window.shape[-1], 0), 0))[..., -k:]
+        window = F.pad(window, (max(k - window.shape[-1], 0), 0))[..., -k:].contiguous()
         s = spike(m + x.to(m.dtype) - self.v_th, self.surrogate, self.alpha)
         return s.to(x.dtype), window
 

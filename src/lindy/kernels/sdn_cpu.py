@@ -1,0 +1,42 @@
+"""The fused SDN's membrane prediction as one C++ CPU loop (``csrc/sdn_cpu.cpp``), compiled on first use,
+never at install time.
+
+The op ``membrane(x, history, W1, b1, W2, b2, w3, b3, v_th, out)`` writes out (B, L, H) =
+v_th FusedSDN(x / v_th) for x (B, L, H) (time on dim 1, features last), history (B, k, H) the k inputs
+before x (None: zeros), d = 8 hidden channels; no gradient (the SDN neuron's membrane needs none).
+``lindy.kernels.cpp.load`` builds it once per machine (cached under torch's extensions folder, rebuilt
+when the source changes) and records its status as the fast path ``lindy_sdn_cpu``. Without a C++
+compiler or ninja, or with ``LINDY_NO_CPP=1``, ``ops()`` returns None and ``FusedSDN.features_last``
+(``lindy.layers.sdn``) runs the torch path: the same numbers to float rounding, slower.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from lindy.kernels import cpp
+
+__all__ = ["ops", "SOURCE", "NAME"]
+
+SOURCE = Path(__file__).with_name("csrc") / "sdn_cpu.cpp"
+NAME = "lindy_sdn_cpu"  # the extension, its TORCH_LIBRARY namespace and its fast-path status key
+_lock = threading.Lock()
+_fakes_registered = False
+
+
+def ops():
+    """``torch.ops.lindy_sdn_cpu`` (op ``membrane``), or None if disabled or not buildable."""
+    # With OpenMP the B L time rows are split over PyTorch's threads (the extension then binds to the
+    # libgomp torch has already loaded, one thread pool); without OpenMP it still builds, single-threaded.
+    global _fakes_registered
+    lib = cpp.load(NAME, [SOURCE], extra_cflags=["-O3"], optional_flags=["-fopenmp"])
+    if lib is not None and not _fakes_registered:
+        with _lock:
+            if not _fakes_registered:
+                # shape-only version for torch.compile's fake tensors: the op only writes into ``out``
+                torch.library.register_fake(f"{NAME}::membrane")(lambda *args: None)
+                _fakes_registered = True
+    return lib
