@@ -30,6 +30,7 @@ DISABLE_ENV = "LINDY_NO_CPP"
 _log = logging.getLogger(__name__)
 _STATUS: dict[str, str] = {}
 _LOGGED: set[tuple[str, str]] = set()
+_FAKED: set[str] = set()  # extensions whose ops have their fake (shape-only) versions registered
 # name -> (ops or None, status): one build attempt per process, whatever its outcome
 _BUILT: dict[str, tuple[Any, str]] = {}
 _lock = threading.Lock()
@@ -79,6 +80,23 @@ def load(
     ops, status = _BUILT[name]
     record_status(name, status)
     return ops
+
+
+def load_buffer_ops(name: str, sources: Sequence[str | os.PathLike], op_names: Sequence[str]) -> Any:
+    """``load`` for lindy's CPU loops: -O3, OpenMP when the compiler has it, and a shape-only fake for each
+    op in ``op_names`` (torch.compile's fake tensors), registered once per process.
+
+    The ops only write into buffers they are given, so their fakes do nothing. With OpenMP the extension
+    binds to the libgomp torch has already loaded (one thread pool); without it, it builds single-threaded.
+    """
+    lib = load(name, sources, extra_cflags=["-O3"], optional_flags=["-fopenmp"])
+    if lib is not None:
+        with _lock:
+            if name not in _FAKED:
+                for op in op_names:
+                    torch.library.register_fake(f"{name}::{op}")(lambda *args: None)
+                _FAKED.add(name)
+    return lib
 
 
 def _build(name, sources, cflags, ldflags, optional, build_directory) -> tuple[Any, str]:

@@ -12,10 +12,7 @@ compiler or ninja, or with ``LINDY_NO_CPP=1``, ``ops()`` returns None and ``Fuse
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-
-import torch
 
 from lindy.kernels import cpp
 
@@ -23,20 +20,8 @@ __all__ = ["ops", "SOURCE", "NAME"]
 
 SOURCE = Path(__file__).with_name("csrc") / "sdn_cpu.cpp"
 NAME = "lindy_sdn_cpu"  # the extension, its TORCH_LIBRARY namespace and its fast-path status key
-_lock = threading.Lock()
-_fakes_registered = False
 
 
 def ops():
     """``torch.ops.lindy_sdn_cpu`` (op ``membrane``), or None if disabled or not buildable."""
-    # With OpenMP the B L time rows are split over PyTorch's threads (the extension then binds to the
-    # libgomp torch has already loaded, one thread pool); without OpenMP it still builds, single-threaded.
-    global _fakes_registered
-    lib = cpp.load(NAME, [SOURCE], extra_cflags=["-O3"], optional_flags=["-fopenmp"])
-    if lib is not None and not _fakes_registered:
-        with _lock:
-            if not _fakes_registered:
-                # shape-only version for torch.compile's fake tensors: the op only writes into ``out``
-                torch.library.register_fake(f"{NAME}::membrane")(lambda *args: None)
-                _fakes_registered = True
-    return lib
+    return cpp.load_buffer_ops(NAME, [SOURCE], ("membrane",))
