@@ -23,6 +23,7 @@
 #include <torch/library.h>
 
 #include "flush_subnormals.h"
+#include "simd.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -32,24 +33,7 @@
 
 namespace {
 
-// GCC/Clang vector extensions: the compiler lowers them to the instructions of the function's target
-// (AVX-512, AVX2 or SSE2, one entry point per target below); under-aligned and may_alias, so that a row
-// pointer can be read as vectors anywhere.
-template <typename T, int Bytes>
-struct Simd;
-#define LINDY_SIMD(T, BYTES)                                                                      \
-  template <>                                                                                     \
-  struct Simd<T, BYTES> {                                                                         \
-    typedef T V __attribute__((vector_size(BYTES), aligned(sizeof(T)), may_alias));              \
-    static constexpr int N = BYTES / sizeof(T);                                                   \
-  };
-LINDY_SIMD(float, 64)
-LINDY_SIMD(float, 32)
-LINDY_SIMD(float, 16)
-LINDY_SIMD(double, 64)
-LINDY_SIMD(double, 32)
-LINDY_SIMD(double, 16)
-#undef LINDY_SIMD
+using lindy::Simd;  // simd.h
 
 // R rows x NV vectors of columns [c, c + NV N): out = base + w S, w S accumulated in registers over k < K
 // from zero and base added last (as addmm does: the small terms do not round at base's magnitude).

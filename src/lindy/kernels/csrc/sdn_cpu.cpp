@@ -24,6 +24,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include "simd.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -32,23 +34,7 @@
 
 namespace {
 
-// GCC/Clang vector extensions, lowered to the instructions of the entry point's target (AVX-512, AVX2 or
-// SSE2, one entry point per target below); under-aligned and may_alias, so a row can be read anywhere.
-template <typename T, int Bytes>
-struct Simd;
-#define LINDY_SIMD(T, BYTES)                                                         \
-  template <>                                                                        \
-  struct Simd<T, BYTES> {                                                            \
-    typedef T V __attribute__((vector_size(BYTES), aligned(sizeof(T)), may_alias)); \
-    static constexpr int N = BYTES / sizeof(T);                                      \
-  };
-LINDY_SIMD(float, 64)
-LINDY_SIMD(float, 32)
-LINDY_SIMD(float, 16)
-LINDY_SIMD(double, 64)
-LINDY_SIMD(double, 32)
-LINDY_SIMD(double, 16)
-#undef LINDY_SIMD
+using lindy::Simd;  // simd.h
 
 constexpr int D = 8;  // hidden channels: the accumulators are registers, so d is a compile-time constant
 
