@@ -1,7 +1,9 @@
 """The fused SDN membrane's C++ loop (``lindy.kernels.sdn_cpu``): the torch path's numbers (float64 to
 1e-12, float32 to its rounding) in the neurons' (B, L, H) layout, with a history, v_th, H not a multiple
-of the vector width, L < k; chunks, steps and two threads give the numbers of one call; used whenever it
-builds, and the torch path, announced once, when it cannot."""
+of the vector width, L < k; chunks, steps and two threads give the numbers of one call; the fused neuron
+(``spikes``: membrane, threshold and surrogate gradient in one pass) gives the torch path's spikes bit for
+bit and its gradients to rounding; used whenever it builds, and the torch path, announced once, when it
+cannot."""
 
 import logging
 import shutil
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from lindy.kernels import cpp, sdn_cpu
+from lindy.kernels.surrogate import SURROGATES, spike
 from lindy.layers import sdn as sdn_module
 from lindy.layers.sdn import FusedSDN, SDNNeuron
 
@@ -173,6 +176,41 @@ def test_neuron_cpp_and_torch_paths_agree_float64(native, monkeypatch):
     torch.testing.assert_close(g_cpp, g_torch, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("surrogate", sorted(SURROGATES))
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("layout", ["features_last", "time_last"])
+def test_the_fused_neuron_is_membrane_then_spike(native, surrogate, dtype, layout):
+    """The fused ``spikes`` op (membrane, threshold and surrogate gradient in one pass) against the
+    membrane op followed by ``surrogate.spike``: the same spikes bit for bit and the same gradients to
+    the dtype's rounding, from a history (a second chunk), in x's layout."""
+    neuron = SDNNeuron(tau=0.125, v_th=0.8, surrogate=surrogate, sdn=random_sdn(seed=9, dtype=dtype))
+    x, _ = inputs(3, 40, 21, seed=10, dtype=dtype)
+    chunk = time_last(x[:, 13:]) if layout == "time_last" else x[:, 13:].contiguous()
+    weight = torch.linspace(-1, 1, chunk.numel(), dtype=dtype).view_as(chunk)
+    _, state = neuron.forward_with_state(x[:, :13], None)
+    xf = chunk.detach().clone().requires_grad_(True)  # clone keeps the layout
+    xr = chunk.detach().clone().requires_grad_(True)
+    assert neuron.sdn.fire(chunk, state, 0.8, surrogate, 1.0, True) is not None  # the fused op runs
+    s_fused, _ = neuron.forward_with_state(xf, state)
+    s_ref = spike(neuron.membrane(xr, state) + xr - 0.8, surrogate)
+    (s_fused * weight).sum().backward()
+    (s_ref * weight).sum().backward()
+    assert s_fused.stride() == chunk.stride() and xf.grad.stride() == chunk.stride()
+    assert 0.05 < s_fused.mean() < 0.95  # both sides of the threshold
+    assert torch.equal(s_fused, s_ref)
+    assert xf.grad.abs().sum() > 0
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(xf.grad, xr.grad, rtol=8 * eps, atol=8 * eps)
+
+
+def test_the_fused_spikes_skip_the_gradient_when_none_is_needed(native):
+    neuron = SDNNeuron(tau=0.125, sdn=random_sdn(seed=21))
+    x, _ = inputs(2, 30, 9, seed=22)
+    with torch.no_grad():
+        s = neuron(x)
+    assert s.grad_fn is None and torch.equal(s, neuron(x.clone().requires_grad_(True)).detach())
+
+
 def test_a_bfloat16_current_runs_the_float32_sdn(native):
     neuron = SDNNeuron(tau=0.125, sdn=random_sdn(seed=11, dtype=torch.float32))
     x = inputs(2, 20, 9, seed=12, dtype=torch.float32)[0].bfloat16()
@@ -227,6 +265,17 @@ def test_the_op_names_its_bad_arguments(native):
         ops.membrane(x, None, *weights[:3], weights[3][:4], *weights[4:], 1.0, out)
     with pytest.raises(RuntimeError, match="out must be"):
         ops.membrane(x, None, *weights, 1.0, out.float())
+    spikes, grad = torch.empty_like(x), torch.empty_like(x)
+    with pytest.raises(RuntimeError, match="x must be a contiguous"):
+        ops.spikes(x[:, ::2], None, *weights, 1.0, 0, 1.0, spikes[:, ::2], None)
+    with pytest.raises(RuntimeError, match="grad must be"):
+        ops.spikes(x, None, *weights, 1.0, 0, 1.0, spikes, grad[:, :3])
+    with pytest.raises(RuntimeError, match="spikes must be"):
+        ops.spikes(x, None, *weights, 1.0, 0, 1.0, spikes.float(), grad)
+    with pytest.raises(RuntimeError, match=r"surrogate must be 0 \(piecewise_quadratic\)"):
+        ops.spikes(x, None, *weights, 1.0, 3, 1.0, spikes, grad)
+    with pytest.raises(RuntimeError, match="alpha must be > 0"):
+        ops.spikes(x, None, *weights, 1.0, 0, 0.0, spikes, grad)
 
 
 def test_under_torch_compile(native):
@@ -235,3 +284,5 @@ def test_under_torch_compile(native):
     x = inputs(2, 16, 9, seed=20, dtype=torch.float32)[0]
     compiled = torch.compile(neuron.membrane, backend="aot_eager")
     torch.testing.assert_close(compiled(x), neuron.membrane(x), rtol=0, atol=0)
+    spikes = torch.compile(neuron, backend="aot_eager")
+    torch.testing.assert_close(spikes(x), neuron(x), rtol=0, atol=0)

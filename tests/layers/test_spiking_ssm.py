@@ -9,6 +9,7 @@ import torch
 
 from lindy.kernels.fft_conv import causal_conv
 from lindy.kernels.surrogate import surrogate_grad
+from lindy.layers.s4d import S4D
 from lindy.layers.spiking_ssm import E_AC_PJ, E_MAC_PJ, SpikingSSM, TiedDropout, sparsity_report
 
 
@@ -40,7 +41,7 @@ def test_forward_is_conv_threshold_neuron_glu():
     with torch.no_grad():
         layer.ln_vth.uniform_(-0.5, 0.5)
     x = inputs()
-    k, _ = layer._kernels(x.shape[1])
+    k, _ = S4D._kernels(layer, x.shape[1])  # S4D's kernel, before SpikingSSM folds the threshold in
     y = causal_conv(x.transpose(1, 2), k).transpose(1, 2)  # D is folded into k[0]
     s = layer.neuron(y / torch.exp(layer.ln_vth))
     assert set(s.unique().tolist()) <= {0.0, 1.0}

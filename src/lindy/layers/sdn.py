@@ -36,8 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lindy.kernels import memory
 from lindy.kernels.lif import LIF_MODES, lif_spikes, lif_step
-from lindy.kernels.surrogate import check_surrogate, spike
+from lindy.kernels.surrogate import SURROGATES, check_surrogate, spike
 from lindy.layers.base import SequenceLayer, check_choice, check_finite_number, register_layer
 
 __all__ = [
@@ -166,37 +167,68 @@ class FusedSDN(nn.Module):
         it cannot build (said once in the log and in ``lindy.kernels.cpp.fast_path_status()``),
         ``forward`` runs on x transposed.
         """
-        dtype = self.conv1.weight.dtype
         native = _sdn_native(x, self)
         if native is None:
             rows = x.transpose(1, 2) / v_th  # (B, H, L)
             hist = None if history is None else history / v_th
-            return (self(rows.to(dtype), hist) * v_th).transpose(1, 2)
+            return (self(rows.to(self.conv1.weight.dtype), hist) * v_th).transpose(1, 2)
+        x, history = self._native_layout(x, history)
+        out = torch.empty_like(x)  # x's layout
+        native.membrane(x, history, *self._native_weights(), float(v_th), out)
+        return out
+
+    @torch.no_grad()
+    def fire(
+        self,
+        x: Tensor,
+        history: Tensor | None,
+        v_th: float,
+        surrogate: str,
+        alpha: float,
+        with_grad: bool,
+    ) -> tuple[Tensor, Tensor | None] | None:
+        """The SDN neuron's spikes s = 1[(m_hat + x) - v_th >= 0] and, if ``with_grad``, the surrogate's
+        g((m_hat + x) - v_th), both (B, L, H) in self's dtype and x's layout, for x (B, L, H) in self's
+        dtype; m_hat = ``features_last(x, history, v_th)``. One C++ pass that never writes m_hat to memory
+        (the same spikes, bit for bit, as ``features_last`` then ``surrogate.spike``); None where the C++
+        op does not apply (the caller then runs that torch path).
+        """
+        native = _sdn_native(x, self)
+        if native is None or x.dtype != self.conv1.weight.dtype:
+            return None
+        x, history = self._native_layout(x, history)
+        s = _pooled_like(x)
+        g = _pooled_like(x) if with_grad else None
+        code = tuple(SURROGATES).index(surrogate)
+        native.spikes(x, history, *self._native_weights(), float(v_th), code, float(alpha), s, g)
+        return s, g
+
+    def _native_layout(self, x: Tensor, history: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """x (B, L, H) in self's dtype, contiguous, or left the transpose of a contiguous (B, H, L) (the C++
+        loop then runs along time, with no transpose copy either way); ``history`` (B, H, k) as the
+        window's rows (B, k, H) in x's layout."""
+        dtype = self.conv1.weight.dtype
         x = x.to(dtype)
-        # time contiguous (x the transpose of a (B, H, L), as channels-first callers pass it): the loop
-        # runs along time, with no transpose copy either way
         time_last = not x.is_contiguous() and x.transpose(1, 2).is_contiguous()
         if not time_last:
             x = x.contiguous()
-        if history is not None:  # the window's rows (B, k, H), laid out as x
+        if history is not None:
             history = history.to(dtype)
             history = (
                 history.contiguous().transpose(1, 2) if time_last else history.transpose(1, 2).contiguous()
             )
-        out = torch.empty_like(x)  # x's layout
-        native.membrane(
-            x,
-            history,
+        return x, history
+
+    def _native_weights(self) -> tuple[Tensor, ...]:
+        """W1 (d, k), b1, W2 (d, d), b2, w3 (d), b3: the C++ op's weight arguments."""
+        return (
             self.conv1.weight[:, 0, :],
             self.conv1.bias,
             self.conv2.weight[:, :, 0],
             self.conv2.bias,
             self.conv3.weight[0, :, 0],
             self.conv3.bias,
-            float(v_th),
-            out,
         )
-        return out
 
     # -- files
     def save(self, path: str | Path) -> None:
@@ -322,14 +354,27 @@ class SDNNeuron(nn.Module):
                 x, self.tau, self.v_th, u0=state, surrogate=self.surrogate, alpha=self.alpha, dim=1
             )
             return s, u
-        m = self.membrane(x, state)
         k = self.sdn.kernel_size
         window = x.detach()[:, -k:].transpose(1, 2)  # only the last k inputs can enter the new state
         if state is not None:
             window = torch.cat([state, window], -1)
         window = F.pad(window, (max(k - window.shape[-1], 0), 0))[..., -k:].contiguous()
-        s = spike(m + x.to(m.dtype) - self.v_th, self.surrogate, self.alpha)
-        return s.to(x.dtype), window
+        return self._fire(x, state).to(x.dtype), window
+
+    def _fire(self, x: Tensor, history: Tensor | None) -> Tensor:
+        """s = H(m_hat + x - v_th) with the surrogate gradient through x, in the wider of x's and the SDN's
+        dtypes: on CPU one fused C++ pass (``FusedSDN.fire``), else ``membrane`` then ``spike``."""
+        dtype = torch.promote_types(self.sdn.conv1.weight.dtype, x.dtype)
+        xw = x.to(dtype)
+        with_grad = torch.is_grad_enabled() and xw.requires_grad
+        device = x.device.type
+        no_autocast = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()
+        with no_autocast:
+            fused = self.sdn.fire(xw.detach(), history, self.v_th, self.surrogate, self.alpha, with_grad)
+        if fused is None:
+            return spike(self.membrane(x, history) + xw - self.v_th, self.surrogate, self.alpha)
+        s, g = fused
+        return _SurrogateSpike.apply(xw, s, g) if with_grad else s
 
     def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """x_t (B, H), state -> (s_t (B, H), new state); the same numbers as ``forward``."""
@@ -337,6 +382,29 @@ class SDNNeuron(nn.Module):
             return lif_step(state, x_t, self.tau, self.v_th)
         s, state = self.forward_with_state(x_t.unsqueeze(1), state)
         return s[:, 0], state
+
+
+def _pooled_like(x: Tensor) -> Tensor:
+    """An uninitialised tensor of x's shape, dtype and layout (contiguous, or the transpose of a contiguous
+    (B, H, L)) from ``kernels.memory``'s pool: a fresh 33 MB buffer costs a page fault per 4 KiB on CPU."""
+    if x.is_contiguous():
+        return memory.empty(*x.shape, dtype=x.dtype, device=x.device, reuse=True)
+    b, length, h = x.shape
+    return memory.empty(b, h, length, dtype=x.dtype, device=x.device, reuse=True).transpose(1, 2)
+
+
+class _SurrogateSpike(torch.autograd.Function):
+    """Spikes s computed outside autograd, with dL/dx = dL/ds * g (g the surrogate at x's potential)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, s: Tensor, g: Tensor) -> Tensor:
+        ctx.save_for_backward(g)
+        return s
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (g,) = ctx.saved_tensors
+        return torch.mul(grad, g, out=_pooled_like(g)), None, None
 
 
 class LIFNeuron(nn.Module):

@@ -2,8 +2,8 @@
 
 Per feature h (H of them), with the S4D-Lin kernel K_h (B = 1 fixed, or trainable) and skip D_h:
 
-    y = K * u + D u                         (causal FFT convolution; two kernels when bidirectional)
-    z = y / exp(ln_vth)                     (learnable threshold, per feature or shared)
+    z = (K * u + D u) / exp(ln_vth)         (causal FFT convolution, two kernels when bidirectional, and the
+                                             learnable threshold, per feature or shared, folded into K, D)
     s = neuron(z)                           (spikes in {0, 1}: SDN prediction, exact LIF, BPTT, SLTT)
     out = GLU(W dropout(s) + b)             (dropout mask tied over L; W: H -> 2H)
 
@@ -110,6 +110,15 @@ class SpikingSSM(S4D):
     def _scale(self, y: Tensor) -> Tensor:
         return y / torch.exp(self.ln_vth) if self.learnable_vth else y
 
+    def _kernels(self, length: int) -> tuple[Tensor, Tensor | None]:
+        """S4D's kernels divided by the threshold: (K * u + D u) / v = (K / v) * u + (D / v) u, so the
+        division costs (H, L) operations instead of (B, L, H) forward and backward."""
+        k, k_rev = super()._kernels(length)
+        if not self.learnable_vth:
+            return k, k_rev
+        inv = torch.exp(-self.ln_vth)[:, None]
+        return k * inv, None if k_rev is None else k_rev * inv
+
     def _mix(self, s: Tensor) -> Tensor:
         # at least float32: a bf16 mean (autocast) would round the rate to 3 digits
         self.firing_rate = s.detach().mean(dtype=torch.promote_types(s.dtype, torch.float32))
@@ -117,7 +126,7 @@ class SpikingSSM(S4D):
 
     def _output(self, y: Tensor) -> Tensor:
         """The whole-sequence output path (S4D's ``_forward`` calls it with y (B, L, H))."""
-        return self._mix(self.neuron(self._scale(y)))
+        return self._mix(self.neuron(y))  # y is already divided by the threshold (``_kernels``)
 
     # ------------------------------------------------------------------------------------------------
     def state_shape(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -136,8 +145,10 @@ class SpikingSSM(S4D):
         k, _ = self._kernels(x.shape[1])
         u = rearrange(x, "b l h -> b h l")
         free, modes = diag_chunk(log_abar, abar, bbar, self.C, modes, u)
-        y = rearrange(causal_conv(u, k) + free, "b h l -> b l h")
-        s, cell = self.neuron.forward_with_state(self._scale(y), cell)
+        # k is already divided by the threshold (``_kernels``), the state's part is not
+        free = rearrange(free, "b h l -> b l h")
+        y = rearrange(causal_conv(u, k), "b h l -> b l h") + self._scale(free)
+        s, cell = self.neuron.forward_with_state(y, cell)
         return self._mix(s), (modes, cell)
 
 

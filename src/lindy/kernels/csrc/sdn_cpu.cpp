@@ -27,8 +27,11 @@
 #include "simd.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -47,9 +50,47 @@ struct Args {
   const T* hist;
   const T *W1, *b1, *W2, *b2, *w3;
   T b3, v_th;
-  T* out;
+  T* out;  // the membrane, or null (the spikes op: m lives in a per-row scratch only)
   int64_t L, H, K;
+  T* spikes;  // the spikes op: s = H(m + x - v_th), strided as x; null for the membrane op
+  T* grad;    // and g = surrogate'(m + x - v_th), or null (no gradient wanted)
+  int surrogate;
+  T alpha;
 };
+
+// The surrogates of lindy/kernels/surrogate.py, by the index the Python side passes
+enum Surrogate { kPiecewiseQuadratic = 0, kAtan = 1, kSigmoid = 2 };
+
+// The neuron's epilogue over n consecutive values of one row (or series): v = (m + x) - v_th, s = 1[v >= 0],
+// g = the surrogate's pseudo-derivative at v, in the order of terms of the torch path (spike,
+// surrogate_grad), so the spikes are the torch path's bit for bit. One pass over data in L1 (the row was
+// just computed), where the torch path makes some ten passes over the whole (B, L, H) in memory.
+template <typename T>
+inline __attribute__((always_inline)) void fire(const Args<T>& a, const T* x, const T* m, int64_t n,
+                                                T* s, T* g) {
+  const T v_th = a.v_th;
+  for (int64_t i = 0; i < n; ++i) s[i] = (m[i] + x[i]) - v_th >= T(0) ? T(1) : T(0);
+  if (g == nullptr) return;
+  const T al = a.alpha;
+  if (a.surrogate == kPiecewiseQuadratic) {
+    for (int64_t i = 0; i < n; ++i) {
+      const T v = (m[i] + x[i]) - v_th;
+      const T t = T(1) - (v < T(0) ? -v : v) / al;
+      g[i] = (t > T(0) ? t : T(0)) / al;
+    }
+  } else if (a.surrogate == kAtan) {
+    const T c = T(3.14159265358979323846 / 2) * al, h = al / T(2);
+    for (int64_t i = 0; i < n; ++i) {
+      const T u = c * ((m[i] + x[i]) - v_th);
+      g[i] = h / (T(1) + u * u);
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const T sig = T(1) / (T(1) + std::exp(-al * ((m[i] + x[i]) - v_th)));
+      g[i] = al * sig * (T(1) - sig);
+    }
+  }
+}
 
 // the i-th broadcast weight vector of p (V named inside: as a template argument it would lose its
 // under-alignment, and the load be compiled as an aligned one)
@@ -173,6 +214,7 @@ inline __attribute__((always_inline)) void features_last(const Args<T>& a, int64
   T* tail_out = tail_rows + K * N;
   std::vector<const T*> rows(K), trows(K);
   for (int64_t j = 0; j < K; ++j) trows[j] = tail_rows + j * N;
+  std::vector<T> mrow(a.out ? 0 : H);  // the spikes op: one row's membrane
 
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t b = r / L, t = r - b * L;
@@ -180,7 +222,7 @@ inline __attribute__((always_inline)) void features_last(const Args<T>& a, int64
       const int64_t tau = t - K + j;  // the time of window row j
       rows[j] = tau >= 0 ? a.x + (r - K + j) * H : a.hist ? a.hist + (b * K + K + tau) * H : zeros;
     }
-    T* o = a.out + r * H;
+    T* o = a.out ? a.out + r * H : mrow.data();
     int64_t h = 0;
     for (; h + NV * N <= body; h += NV * N) tile<T, Bytes, NV>(rows.data(), h, w, o);
     for (; h < body; h += N) tile<T, Bytes, 1>(rows.data(), h, w, o);
@@ -189,6 +231,7 @@ inline __attribute__((always_inline)) void features_last(const Args<T>& a, int64
       tile<T, Bytes, 1>(trows.data(), 0, w, tail_out);
       std::memcpy(o + body, tail_out, tail * sizeof(T));
     }
+    if (a.spikes) fire(a, a.x + r * H, o, H, a.spikes + r * H, a.grad ? a.grad + r * H : nullptr);
   }
 }
 
@@ -206,10 +249,11 @@ inline __attribute__((always_inline)) void time_last(const Args<T>& a, int64_t r
   std::vector<T> scratch(K + W + N, T(0));
   T* tail_out = scratch.data() + K + W;
   std::vector<const T*> rows(K);
+  std::vector<T> mseries(a.out ? 0 : L);  // the spikes op: one series' membrane
   for (int64_t r = r0; r < r1; ++r) {
     const T* xs = a.x + r * L;
     const T* hs = a.hist ? a.hist + r * K : nullptr;
-    T* o = a.out + r * L;
+    T* o = a.out ? a.out + r * L : mseries.data();
     // window rows of the block at t0, from x itself or from scratch[i] = the input at t0 - k + i
     auto window = [&](int64_t t0, int64_t width) {
       if (t0 >= K && t0 + width <= L) {
@@ -236,6 +280,7 @@ inline __attribute__((always_inline)) void time_last(const Args<T>& a, int64_t r
       tile<T, Bytes, 1>(rows.data(), 0, w, tail_out);
       std::memcpy(o + t0, tail_out, (L - t0) * sizeof(T));
     }
+    if (a.spikes) fire(a, xs, o, L, a.spikes + r * L, a.grad ? a.grad + r * L : nullptr);
   }
 }
 
@@ -283,12 +328,23 @@ void check_vector(const at::Tensor& t, const char* name, int64_t n, const at::Te
               " must be a CPU tensor of x's dtype");
 }
 
+// an output of x's shape, dtype and layout
+void check_like(const at::Tensor& t, const char* name, const at::Tensor& x) {
+  const bool layout = x.is_contiguous() ? t.is_contiguous() : t.transpose(1, 2).is_contiguous();
+  TORCH_CHECK(t.sizes() == x.sizes() && layout && t.scalar_type() == x.scalar_type() && t.device().is_cpu(),
+              name, " must be a CPU tensor of x's shape, dtype and layout");
+}
+
+// Checks x, history, the weights and the outputs (name, tensor or null), then runs the loop with the
+// outputs fill sets in a (out, or spikes and grad).
 // x (B, L, H), either contiguous (features last) or the transpose of a contiguous (B, H, L) (time last);
 // history (B, k, H) laid out as x, or None (zeros); W1 (d, k), b1 (d), W2 (d, d), b2 (d), w3 (d), b3 (1),
-// d = 8; writes out (B, L, H), strided as x, = v_th FusedSDN(x / v_th) with time on dim 1.
-void membrane(const at::Tensor& x, const std::optional<at::Tensor>& history, const at::Tensor& W1,
-              const at::Tensor& b1, const at::Tensor& W2, const at::Tensor& b2, const at::Tensor& w3,
-              const at::Tensor& b3, double v_th, at::Tensor out) {
+// d = 8.
+template <typename Fill>
+void run_sdn(const at::Tensor& x, const std::optional<at::Tensor>& history, const at::Tensor& W1,
+             const at::Tensor& b1, const at::Tensor& W2, const at::Tensor& b2, const at::Tensor& w3,
+             const at::Tensor& b3, double v_th,
+             std::initializer_list<std::pair<const char*, const at::Tensor*>> outputs, const Fill& fill) {
   TORCH_CHECK(x.dim() == 3 && x.device().is_cpu(), "x must be a (B, L, H) CPU tensor");
   const bool features = x.is_contiguous();
   TORCH_CHECK(features || x.transpose(1, 2).is_contiguous(),
@@ -304,10 +360,6 @@ void membrane(const at::Tensor& x, const std::optional<at::Tensor>& history, con
   check_vector(b2, "b2", D, x);
   check_vector(w3, "w3", D, x);
   check_vector(b3, "b3", 1, x);
-  const bool out_layout = features ? out.is_contiguous() : out.transpose(1, 2).is_contiguous();
-  TORCH_CHECK(out.sizes() == x.sizes() && out_layout && out.scalar_type() == x.scalar_type() &&
-                  out.device().is_cpu(),
-              "out must be a CPU tensor of x's shape, dtype and layout");
   const bool has_hist = history.has_value() && history->defined();
   if (has_hist) {
     const auto& hi = *history;
@@ -317,6 +369,8 @@ void membrane(const at::Tensor& x, const std::optional<at::Tensor>& history, con
                 "history must be a (B, k, H) CPU tensor of x's dtype and layout (contiguous, or the "
                 "transpose of a contiguous (B, H, k))");
   }
+  for (const auto& [name, t] : outputs)
+    if (t != nullptr) check_like(*t, name, x);
   TORCH_CHECK(v_th > 0, "v_th must be > 0");
   if (B * L * H == 0) return;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "sdn_membrane", [&] {
@@ -330,16 +384,51 @@ void membrane(const at::Tensor& x, const std::optional<at::Tensor>& history, con
                      w3.data_ptr<scalar_t>(),
                      b3.data_ptr<scalar_t>()[0],
                      static_cast<scalar_t>(v_th),
-                     out.data_ptr<scalar_t>(),
+                     nullptr,
                      L,
                      H,
-                     K};
+                     K,
+                     nullptr,
+                     nullptr,
+                     kPiecewiseQuadratic,
+                     scalar_t(1)};
+    fill(a);
     // threads split the time rows (features last) or the series (time last); a share should be worth
     // waking a thread for: some 16K outputs (about 0.1 ms) at least
     const int64_t n = features ? B * L : B * H, per = features ? H : L;
     const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(per, 1));
     const RunFn<scalar_t> run = features ? run_fl : run_tl;
     at::parallel_for(0, n, grain, [&](int64_t r0, int64_t r1) { run(a, r0, r1); });
+  });
+}
+
+// writes out (B, L, H), strided as x, = v_th FusedSDN(x / v_th) with time on dim 1.
+void membrane(const at::Tensor& x, const std::optional<at::Tensor>& history, const at::Tensor& W1,
+              const at::Tensor& b1, const at::Tensor& W2, const at::Tensor& b2, const at::Tensor& w3,
+              const at::Tensor& b3, double v_th, at::Tensor out) {
+  run_sdn(x, history, W1, b1, W2, b2, w3, b3, v_th, {{"out", &out}}, [&](auto& a) {
+    a.out = out.data_ptr<std::remove_pointer_t<decltype(a.out)>>();
+  });
+}
+
+// The SDN neuron in one pass: with m the membrane above, writes spikes = 1[(m + x) - v_th >= 0] and, when
+// grad is given, grad = g((m + x) - v_th), g the surrogate (0 piecewise_quadratic, 1 atan, 2 sigmoid) of
+// width/slope alpha; m itself is never written to memory.
+void spikes(const at::Tensor& x, const std::optional<at::Tensor>& history, const at::Tensor& W1,
+            const at::Tensor& b1, const at::Tensor& W2, const at::Tensor& b2, const at::Tensor& w3,
+            const at::Tensor& b3, double v_th, int64_t surrogate, double alpha, at::Tensor spikes,
+            const std::optional<at::Tensor>& grad) {
+  const bool has_grad = grad.has_value() && grad->defined();
+  TORCH_CHECK(surrogate >= kPiecewiseQuadratic && surrogate <= kSigmoid,
+              "surrogate must be 0 (piecewise_quadratic), 1 (atan) or 2 (sigmoid), got ", surrogate);
+  TORCH_CHECK(alpha > 0, "alpha must be > 0, got ", alpha);
+  run_sdn(x, history, W1, b1, W2, b2, w3, b3, v_th, {{"spikes", &spikes}, {"grad", has_grad ? &*grad : nullptr}},
+          [&](auto& a) {
+    using T = std::remove_pointer_t<decltype(a.out)>;
+    a.spikes = spikes.data_ptr<T>();
+    a.grad = has_grad ? grad->data_ptr<T>() : nullptr;
+    a.surrogate = static_cast<int>(surrogate);
+    a.alpha = static_cast<T>(alpha);
   });
 }
 
@@ -351,6 +440,12 @@ TORCH_LIBRARY(lindy_sdn_cpu, m) {
   m.def(
       "membrane(Tensor x, Tensor? history, Tensor W1, Tensor b1, Tensor W2, Tensor b2, Tensor w3, Tensor b3, "
       "float v_th, Tensor(a!) out) -> ()");
+  m.def(
+      "spikes(Tensor x, Tensor? history, Tensor W1, Tensor b1, Tensor W2, Tensor b2, Tensor w3, Tensor b3, "
+      "float v_th, int surrogate, float alpha, Tensor(a!) spikes, Tensor(b!)? grad) -> ()");
 }
 
-TORCH_LIBRARY_IMPL(lindy_sdn_cpu, CPU, m) { m.impl("membrane", &membrane); }
+TORCH_LIBRARY_IMPL(lindy_sdn_cpu, CPU, m) { 
+  m.impl("membrane", &membrane);
+  m.impl("spikes", &spikes);
+}
