@@ -8,9 +8,11 @@ plus the task's reduced sizes), its width chosen so that the model has about ``-
 count is stated per cell), trained for ``--steps`` optimiser steps at batch ``--batch``; its test metric is
 read from the run's summary.json. Results are JSON lines in ``<out>.jsonl``; a cell already there is not
 run again, so a killed suite resumes where it stopped (a cell killed halfway resumes from its own
-``last.pt`` in ``<runs>/<task>/<family>/seed<k>`` through ``trainer.resume=auto``). The table (mean and
-spread over seeds, parameters and median wall time per run) goes to ``<out>.md`` and a heat-map of the
-normalised scores to ``<out>.png``.
+``last.pt`` in ``<runs>/<task>/<family>/seed<k>`` through ``trainer.resume=auto``). A row records its
+budget (steps, batch, parameter target) and its task's data options; only rows of the current budget and
+task definitions count as done and enter the table (mean and spread over seeds, parameters and median wall
+time per run, in ``<out>.md``) and the heat-map of the normalised scores (``<out>.png``), so one file can
+hold runs of several budgets without mixing them.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from lindy._checks import check_count
 TASKS: dict[str, tuple[str, dict]] = {
     "smnist_embedded": ("smnist_embedded", {}),
     "adding": ("adding", {"length": 1000, "n_train": 2000, "n_val": 200, "n_test": 200}),
-    "lds": ("lds", {"length": 500, "n_train": 1024, "n_val": 128, "n_test": 128}),
+    # the STU paper's marginally stable system: every A_ii = +-0.9999, B 4 x 3, C 3 x 4, D diagonal
+    "lds": (
+        "lds",
+        {"kind": "signs", "d_state": 4, "d_input": 3, "d_output": 3, "spectral_radius": 0.9999}
+        | {"length": 500, "n_train": 1024, "n_val": 128, "n_test": 128},
+    ),
     "selective_copying": (
         "selective_copying",
         {"length": 256, "n_memorize": 8, "vocab": 8, "n_train": 2000, "n_val": 200, "n_test": 200},
@@ -122,7 +129,7 @@ def run_cell(task, family, seed, args) -> dict:
     ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    row = dict(task=task, family=family, seed=seed, width=width, params=params, steps=args.steps)
+    row = dict(task=task, family=family, seed=seed, width=width, params=params, **budget(task, args))
     row["wall_s"] = round(time.perf_counter() - start, 1)
     if proc.returncode != 0:
         row["error"] = (proc.stderr.strip().splitlines() or ["no output"])[-1][:300]
@@ -133,10 +140,20 @@ def run_cell(task, family, seed, args) -> dict:
     return row
 
 
-def load_rows(path: Path) -> list[dict]:
+def budget(task: str, args) -> dict:
+    """What makes two cells of a task and family comparable: steps, batch, parameter target, data options."""
+    return dict(steps=args.steps, batch=args.batch, params_target=args.params, data=TASKS[task][1])
+
+
+def load_rows(path: Path, args=None) -> list[dict]:
+    """The rows of ``path``; with ``args``, only those of its budget and the current task definitions."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if args is None:
+        return rows
+    current = [r for r in rows if r["task"] in TASKS]
+    return [r for r in current if all(r.get(k) == v for k, v in budget(r["task"], args).items())]
 
 
 def table(rows: list[dict], tasks, families) -> str:
@@ -212,7 +229,7 @@ def main(argv=None) -> int:
         check_count(f"--{name}", getattr(args, name))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = args.out.with_name(args.out.name + ".jsonl")
-    done = {(r["task"], r["family"], r["seed"]) for r in load_rows(results) if "score" in r}
+    done = {(r["task"], r["family"], r["seed"]) for r in load_rows(results, args) if "score" in r}
     for task in args.tasks:
         for family in args.families:
             for seed in args.seeds:
@@ -222,7 +239,7 @@ def main(argv=None) -> int:
                 print(json.dumps(row), flush=True)
                 with results.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-    rows = [r for r in load_rows(results) if r["task"] in args.tasks and r["family"] in args.families]
+    rows = [r for r in load_rows(results, args) if r["task"] in args.tasks and r["family"] in args.families]
     text = table(rows, args.tasks, args.families)
     args.out.with_name(args.out.name + ".md").write_text(text + "\n")
     heatmap(rows, args.tasks, args.families, args.out.with_name(args.out.name + ".png"))

@@ -34,3 +34,19 @@ def test_smoke_two_families_one_task(quality, tmp_path):
     assert (tmp_path / "q.png").stat().st_size > 0
     assert quality.main(args) == 0  # resumed: every cell is done, nothing runs again
     assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 2
+    assert all(r["steps"] == 2 and r["batch"] == 8 and r["data"]["length"] == 30 for r in rows)
+
+
+def test_a_new_budget_or_task_definition_runs_again_and_is_tabulated_apart(quality, tmp_path):
+    args = ["--tasks", "adding", "--families", "s4d", "--seeds", "0", "--params", "3000", "--batch", "8"]
+    args += ["--threads", "1", "--out", str(tmp_path / "q"), "--runs", str(tmp_path / "runs")]
+    assert quality.main([*args, "--steps", "2"]) == 0
+    # another budget: its own run folder, so the resumed cell is not the 2-step one
+    assert quality.main([*args, "--steps", "3", "--runs", str(tmp_path / "runs3")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert [r["steps"] for r in rows] == [2, 3]
+    assert "(1 seeds," in (tmp_path / "q.md").read_text()  # only the 3-step row in the table
+    quality.TASKS["adding"] = ("adding", {**quality.TASKS["adding"][1], "length": 31})
+    assert quality.main([*args, "--steps", "3", "--runs", str(tmp_path / "runs31")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert [r["data"]["length"] for r in rows] == [30, 30, 31]

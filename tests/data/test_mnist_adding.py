@@ -55,6 +55,43 @@ def test_psmnist_is_a_fixed_permutation(tmp_path):
     assert not torch.equal(x, xp)
 
 
+@pytest.mark.parametrize("name", ["smnist", "psmnist"])
+@pytest.mark.parametrize("val_fraction, n_val", [(0.1, 6), (0.05, 3), (0.5, 30)])
+def test_val_fraction_sets_the_split_and_the_splits_partition_train(tmp_path, name, val_fraction, n_val):
+    raw = make_mnist(tmp_path, n_train=60)
+    data = build_data(name, root=str(tmp_path), val_fraction=val_fraction)
+    assert (len(data.train), len(data.val), len(data.test)) == (60 - n_val, n_val, 10)
+    # the fixture's 60 random images are distinct: train and val are disjoint and hold all of them
+    images = torch.from_numpy(read_idx(raw / "train-images-idx3-ubyte").reshape(60, -1).astype(np.int64))
+    rows = (torch.cat([data.train.tensors[0], data.val.tensors[0]])[..., 0] * 255).round().long()
+    if name == "psmnist":  # undo the pixel permutation (permutation_seed 0)
+        rows = rows[:, np.argsort(np.random.default_rng(0).permutation(784))]
+    assert len(torch.unique(images, dim=0)) == 60
+    assert torch.equal(torch.unique(rows, dim=0), torch.unique(images, dim=0))
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        (0.0, r"val_fraction must be in \(0, 1\), got 0\.0"),
+        (1.0, r"val_fraction must be in \(0, 1\), got 1\.0"),
+        (-0.05, r"val_fraction must be in \(0, 1\)"),
+        ("0.05", r"val_fraction must be a number in \(0, 1\)"),
+        (0.001, r"val_fraction=0\.001 leaves an empty split of the 40 training images \(0 for validation\)"),
+        (0.999, r"val_fraction=0\.999 leaves an empty split of the 40 training images \(40 for validation\)"),
+    ],
+)
+def test_bad_val_fraction_is_refused(tmp_path, value, match):
+    make_mnist(tmp_path)
+    for name in ("smnist", "psmnist"):
+        with pytest.raises(ValueError, match=match):
+            build_data(name, root=str(tmp_path), val_fraction=value)
+    if not isinstance(value, str) and 0 < value < 1:
+        return
+    with pytest.raises(ValueError, match=match):  # a bad type or range fails before any file is read
+        build_data("smnist", root=str(tmp_path / "absent"), val_fraction=value)
+
+
 def test_fashion_layout(tmp_path):
     make_mnist(tmp_path, kind="FashionMNIST")
     assert len(build_data("smnist", root=str(tmp_path), kind="fashion").test) == 10
@@ -93,6 +130,8 @@ def test_embedded_subset_split():
 def test_real_mnist_from_shared_folder():
     data = build_data("smnist", root=str(SHARED))
     assert (len(data.train), len(data.val), len(data.test)) == (54000, 6000, 10000)
+    lem = build_data("smnist", root=str(SHARED), val_fraction=0.05)  # LEM's reference split
+    assert (len(lem.train), len(lem.val)) == (57000, 3000)
     counts = torch.bincount(data.test.tensors[1], minlength=10).tolist()
     assert counts == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

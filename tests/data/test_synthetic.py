@@ -93,16 +93,30 @@ def test_fhn_bad_options():
 
 
 # ------------------------------------------------------------------------------------ linear systems
-@pytest.mark.parametrize("kind", ["diagonal", "dense"])
+@pytest.mark.parametrize("kind", ["diagonal", "dense", "signs"])
 @pytest.mark.parametrize("radius", [0.5, 0.99, 0.999])
 def test_lds_spectral_radius_is_as_asked(kind, radius):
     A, B, C, D = random_lds(12, 3, 2, kind, radius, torch.Generator().manual_seed(1))
     assert spectral_radius_of(A) == pytest.approx(radius, abs=1e-12)
     assert A.shape == (12, 12) and B.shape == (12, 3) and C.shape == (2, 12) and D.shape == (2, 3)
-    if kind == "diagonal":
+    if kind != "dense":
         assert torch.equal(A, torch.diag(torch.diagonal(A)))
     else:
         assert (A - torch.diag(torch.diagonal(A))).abs().max() > 0
+
+
+def test_lds_signs_is_the_stu_papers_system():
+    """Every |A_ii| = 0.9999, both signs present, unit-Gaussian B and C, diagonal D (paper-numbers 2.2)."""
+    A, B, C, D = random_lds(400, 30, 30, "signs", 0.9999, torch.Generator().manual_seed(2))
+    a = torch.diagonal(A)
+    assert torch.equal(a.abs(), torch.full_like(a, 0.9999))
+    assert 150 < (a > 0).sum() < 250
+    for m in (B, C):  # unscaled: entry std 1, not 1 / sqrt(fan-in)
+        assert m.std().item() == pytest.approx(1.0, abs=0.05) and m.mean().abs() < 0.05
+    assert torch.equal(D, torch.diag(torch.diagonal(D))) and (torch.diagonal(D) != 0).all()
+    _, _, _, D_wide = random_lds(4, 3, 2, "signs", 0.9999, torch.Generator().manual_seed(3))
+    assert D_wide.shape == (2, 3) and torch.equal(D_wide[:, 2], torch.zeros(2))
+    assert (torch.diagonal(D_wide) != 0).all()
 
 
 def hand_loop(A, B, C, D, u):
@@ -115,7 +129,7 @@ def hand_loop(A, B, C, D, u):
     return torch.stack(ys)
 
 
-@pytest.mark.parametrize("kind", ["diagonal", "dense"])
+@pytest.mark.parametrize("kind", ["diagonal", "dense", "signs"])
 def test_lds_targets_follow_the_recurrence(kind):
     opts = dict(d_state=6, d_input=3, d_output=2, length=40, kind=kind, spectral_radius=0.95, seed=4)
     data = build_data("lds", **opts, **SMALL)

@@ -278,6 +278,50 @@ def test_dropout_only_in_training():
     assert not torch.allclose(model(x), model(x))
 
 
+def _encoder_inputs(model, run) -> list[torch.Tensor]:
+    """What reaches the encoder (the input after input dropout) during ``run()``."""
+    seen = []
+    handle = model.encoder.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return seen
+
+
+def test_input_dropout_zero_changes_nothing():
+    x = features()
+    plain, zero, half = toy_model(), toy_model(input_dropout=0.0), toy_model(input_dropout=0.5)
+    torch.testing.assert_close(zero(x), plain(x), rtol=0, atol=0)
+    torch.testing.assert_close(half(x), plain(x), rtol=0, atol=0)  # eval mode: no dropout, same weights
+    assert zero.state_dict().keys() == half.state_dict().keys()  # the option adds no weights
+    zero.train()
+    (seen,) = _encoder_inputs(zero, lambda: zero(x))
+    assert torch.equal(seen, x)
+
+
+@pytest.mark.parametrize("encoder", [True, False])
+def test_input_dropout_zeroes_features_in_training_and_is_the_identity_in_eval(encoder):
+    kw = dict(input_dropout=0.5, pooling="none")
+    if not encoder:  # LEM's Google12 network: the cell reads the dropped-out features itself
+        _needs("lem")
+        kw.update(encoder=False, residual=False, n_layers=1, norm="none", layer="lem")
+    model, x = toy_model(**kw), features()
+    (seen,) = _encoder_inputs(model, lambda: model(x))
+    assert torch.equal(seen, x)  # eval: nothing dropped
+    assert_streams_like_forward(model, x)
+    model.train()
+    (seen,) = _encoder_inputs(model, lambda: model(x))
+    kept = seen != 0
+    assert 0 < kept.sum() < x.numel()  # some of the 66 features dropped, some kept (fails w.p. 2^-65)
+    torch.testing.assert_close(seen[kept], x[kept] * 2)  # the kept ones scaled by 1 / (1 - p)
+    # the recurrent modes drop features in training too
+    steps = _encoder_inputs(model, lambda: stream_steps(model, x))
+    chunks = _encoder_inputs(model, lambda: stream_chunks(model, x, (4, 7)))
+    for dropped in (torch.stack(steps, 1), torch.cat(chunks, 1)):
+        assert (dropped == 0).any() and (dropped != 0).any()
+
+
 def test_optimiser_hints_of_layers_survive_and_nothing_else_is_marked():
     model = toy_model(layer_kwargs=dict(lr=1e-3), mlp="mlp")
     hinted = {n for n, p in model.named_parameters() if hasattr(p, "_optim")}
@@ -392,6 +436,11 @@ def test_layer_by_registered_name(monkeypatch):
         (dict(prenorm="yes"), TypeError, "prenorm"),
         (dict(tokens=1), TypeError, "tokens"),
         (dict(tie_embeddings=True), ValueError, "tie_embeddings"),
+        (dict(input_dropout=1.0), ValueError, r"input_dropout must be in \[0, 1\), got 1\.0"),
+        (dict(input_dropout=-0.1), ValueError, r"input_dropout must be in \[0, 1\)"),
+        (dict(input_dropout=float("nan")), ValueError, r"input_dropout must be a number in \[0, 1\)"),
+        (dict(input_dropout="0.1"), ValueError, r"input_dropout must be a number in \[0, 1\)"),
+        (dict(input_dropout=0.1, tokens=True), ValueError, r"input_dropout must be 0 for token inputs"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, error, match):

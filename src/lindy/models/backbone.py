@@ -1,5 +1,6 @@
 """The sequence model every lindy experiment trains: encoder -> residual blocks -> pooling -> decoder.
 
+    x <- Dropout(x)                     (input_dropout > 0 only, feature inputs, training only)
     x (B, L, d_input) float  --Linear-->  h (B, L, H)        (or tokens x (B, L) long --Embedding-->)
     h <- block_i(h), i = 1..n_layers    (ResidualBlock around any contract layer, see blocks.py)
     h <- Norm(h)                        (prenorm only: pre-norm blocks leave the stream un-normalised)
@@ -19,6 +20,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from lindy._checks import check_fraction
 from lindy.layers.base import (
     check_finite_input,
     check_finite_number,
@@ -47,7 +49,8 @@ class SequenceModel(nn.Module):
 
     Maths (H = d_model; N = norm; D = dropout; f_i the i-th layer; g_i its optional feed-forward part):
 
-        h^0 = W_e x + b_e   (features)   or   h^0_t = E[x_t]   (tokens)   or   h^0 = x   (encoder=False)
+        h^0 = W_e D_in(x) + b_e   (features)   or   h^0_t = E[x_t]   (tokens)   or   h^0 = D_in(x)
+        (encoder=False), with D_in the input dropout (the identity in eval mode or when input_dropout=0)
         prenorm:  u = h + D(f_i(N(h))),  h^i = u + D(g_i(N'(u)));   then h = N_final(h^n)
         postnorm: u = N(h + D(f_i(h))),  h^i = N'(u + D(g_i(u)));  (no final norm)
         postnorm_compat: u = h + D(f_i(h)),  h^i = u + D(g_i(u))    (the SpikingSSM reference's blocks)
@@ -91,6 +94,10 @@ class SequenceModel(nn.Module):
         decoder_init: "default" (nn.Linear's uniform draw) or "kaiming_normal" (W_d ~ N(0, 2 / H), the readout
             of LEM's reference networks; its bias stays nn.Linear's). Ignored for the weight when
             ``tie_embeddings`` shares it with the embedding.
+        input_dropout: probability in [0, 1) of zeroing each input feature (``nn.Dropout``, training only)
+            before the encoder, or before the first layer with encoder=False, in every mode (forward, step,
+            forward_with_state): LEM's Google12 network drops 3 % of its input features. Feature inputs
+            only (token ids cannot be dropped); 0 (default) adds nothing.
 
     Parameters keep whatever optimiser hints (``_optim``) their layers set; nothing else is marked.
     """
@@ -116,6 +123,7 @@ class SequenceModel(nn.Module):
         encoder: bool = True,
         postnorm_compat: bool = False,
         decoder_init: str = "default",
+        input_dropout: float = 0.0,
     ):
         super().__init__()
         self.d_input = check_positive_int("d_input", d_input)
@@ -140,6 +148,12 @@ class SequenceModel(nn.Module):
                 raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
         check_finite_number("dropout", dropout, low=0.0, high=1.0)
         check_finite_number("mlp_ratio", mlp_ratio, positive=True)
+        check_fraction("input_dropout", input_dropout, zero=True)
+        if tokens and input_dropout > 0:
+            raise ValueError(
+                "input_dropout must be 0 for token inputs (tokens=True: ids cannot be dropped), "
+                f"got {input_dropout}"
+            )
         if tie_embeddings and (not tokens or d_input != d_output):
             raise ValueError(
                 "tie_embeddings needs tokens=True and d_input == d_output (the same vocabulary in and out), "
@@ -147,6 +161,8 @@ class SequenceModel(nn.Module):
             )
         self.pooling = pooling
 
+        # Identity at 0: no extra op, the same numbers as a model built without the option
+        self.input_dropout = nn.Dropout(input_dropout) if input_dropout > 0 else nn.Identity()
         if not encoder:
             self.encoder = nn.Identity()
         else:
@@ -249,7 +265,7 @@ class SequenceModel(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, L, d_input) or tokens (B, L) -> (B, d_output) pooled, or (B, L, d_output) for "none"."""
         self._check_input(x, step=False)
-        h = self.encoder(x)
+        h = self.encoder(self.input_dropout(x))
         with inputs_checked():  # the blocks see activations: a blow-up there is the trainer's to report
             for block in self.blocks:
                 h = block(h)
@@ -283,7 +299,7 @@ class SequenceModel(nn.Module):
         self._require_recurrent()
         self._check_input(x, step=step)
         self._check_state(state)
-        h = self.encoder(x)
+        h = self.encoder(self.input_dropout(x))
         new_states = []
         with inputs_checked():
             for block, s in zip(self.blocks, state):

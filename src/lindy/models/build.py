@@ -37,9 +37,9 @@ def build_model(model_cfg: Mapping[str, Any], info) -> nn.Module:
 
     ``kind`` (default "sequence") picks the model. "sequence": a SequenceModel; ``model_cfg`` holds its
     keyword arguments (d_model, n_layers, layer, layer_kwargs, prenorm, norm, dropout, mlp, mlp_ratio,
-    pooling, tie_embeddings, residual, encoder, postnorm_compat, decoder_init). d_input, d_output and
-    tokens come from ``info``. The head is the pooling of ``info.task`` (``TASK_POOLING``: mean for
-    classification and regression, none for per-step regression and language modelling) unless the config
+    pooling, tie_embeddings, residual, encoder, postnorm_compat, decoder_init, input_dropout). d_input,
+    d_output and tokens come from ``info``. The head is the pooling of ``info.task`` (``TASK_POOLING``: mean
+    for classification and regression, none for per-step regression and language modelling) unless the config
     sets pooling (``None`` means the task's default) to another one the task allows (``TASK_POOLINGS``).
     "sdn": the bare SDN (``SDNModel``: d_model, kernel_size), for per-step regression of feature inputs;
     it has no sequence layer (``lindy.train.config.model_config`` passes it no layer group).

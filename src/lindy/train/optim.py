@@ -2,7 +2,10 @@
 
 Groups: "decay" (weights of Linear/Embedding layers: the global weight decay), "no_decay" (1-D tensors:
 biases, norm weights, skip scalars) and one group per distinct ``_optim`` hint that layers put on their
-SSM parameters (A, B, dt, ...): the hinted weight decay (0 by default) and lr = min(global lr, hinted lr).
+SSM parameters (A, B, dt, ...): the hinted weight decay (0 by default) and an lr that ``optimizer.hint_lr``
+decides: "cap" (default) lr = min(global lr, hinted lr), so a small global lr is never raised; "absolute"
+lr = hinted lr, even above the global lr (the state-spaces/s4 framework's meaning, which DeepLDNN's configs
+rely on). Every schedule multiplies each group's own lr by the same factor, so the ratios hold all run.
 The groups are decided by tags, never by tensor rank alone for SSM parameters, which are often 2-D.
 """
 
@@ -17,16 +20,25 @@ from lindy._checks import check_choice, check_count, check_finite_number
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("constant", "cosine", "multistep", "plateau")
+HINT_LRS = ("cap", "absolute")
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, lr: float, weight_decay: float, hint_lr: str = "cap") -> list[dict]:
+    """The optimiser groups of ``model``'s trainable parameters (see the module docstring).
+
+    ``hint_lr``: "cap" (a hinted lr is min(lr, hint)) or "absolute" (a hinted lr is used as is).
+    """
+    check_choice("optimizer.hint_lr", hint_lr, HINT_LRS)
     groups: dict[str, dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         hint = getattr(p, "_optim", None)
         if hint is not None:
-            group_lr = min(lr, hint["lr"]) if "lr" in hint else lr
+            if "lr" not in hint:
+                group_lr = lr
+            else:
+                group_lr = hint["lr"] if hint_lr == "absolute" else min(lr, hint["lr"])
             wd = hint.get("weight_decay", 0.0)
             key = f"ssm(lr={group_lr:g},wd={wd:g})"
             group = groups.setdefault(
@@ -46,11 +58,13 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict]
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    """cfg: name (adamw | adam | sgd), lr > 0, weight_decay >= 0, betas in [0, 1), momentum >= 0."""
+    """cfg: name (adamw | adam | sgd), lr > 0, weight_decay >= 0, betas in [0, 1), momentum >= 0,
+    hint_lr (cap | absolute: how a parameter's own lr hint relates to lr, see ``param_groups``)."""
     name = check_choice("optimizer.name", cfg.name, OPTIMIZERS)
     lr = check_finite_number("optimizer.lr", cfg.lr, positive=True)
     weight_decay = check_finite_number("optimizer.weight_decay", cfg.get("weight_decay", 0.0), low=0.0)
-    groups = param_groups(model, lr, weight_decay)
+    hint_lr = check_choice("optimizer.hint_lr", cfg.get("hint_lr", "cap"), HINT_LRS)
+    groups = param_groups(model, lr, weight_decay, hint_lr)
     if name == "sgd":
         momentum = check_finite_number("optimizer.momentum", cfg.get("momentum", 0.0), low=0.0)
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)

@@ -62,31 +62,40 @@ struct Args {
 enum Surrogate { kPiecewiseQuadratic = 0, kAtan = 1, kSigmoid = 2 };
 
 // The neuron's epilogue over n consecutive values of one row (or series): v = (m + x) - v_th, s = 1[v >= 0],
-// g = the surrogate's pseudo-derivative at v, in the order of terms of the torch path (spike,
-// surrogate_grad), so the spikes are the torch path's bit for bit. One pass over data in L1 (the row was
-// just computed), where the torch path makes some ten passes over the whole (B, L, H) in memory.
+// g = the surrogate's pseudo-derivative at v; v is summed in the torch path's order (spike(m + x - v_th)),
+// so the spikes are the torch path's bit for bit. One pass over data in L1 (the row was just computed),
+// where the torch path makes some ten passes over the whole (B, L, H) in memory.
 template <typename T>
 inline __attribute__((always_inline)) void fire(const Args<T>& a, const T* x, const T* m, int64_t n,
                                                 T* s, T* g) {
   const T v_th = a.v_th;
-  for (int64_t i = 0; i < n; ++i) s[i] = (m[i] + x[i]) - v_th >= T(0) ? T(1) : T(0);
-  if (g == nullptr) return;
-  const T al = a.alpha;
+  if (g == nullptr) {
+    for (int64_t i = 0; i < n; ++i) s[i] = (m[i] + x[i]) - v_th >= T(0) ? T(1) : T(0);
+    return;
+  }
+  // one pass for both outputs; the surrogates multiply by 1 / alpha (the torch path divides: g differs
+  // from it by an ulp or two, the spikes not at all)
+  const T al = a.alpha, inv = T(1) / al;
   if (a.surrogate == kPiecewiseQuadratic) {
     for (int64_t i = 0; i < n; ++i) {
       const T v = (m[i] + x[i]) - v_th;
-      const T t = T(1) - (v < T(0) ? -v : v) / al;
-      g[i] = (t > T(0) ? t : T(0)) / al;
+      const T t = T(1) - (v < T(0) ? -v : v) * inv;
+      s[i] = v >= T(0) ? T(1) : T(0);
+      g[i] = (t > T(0) ? t : T(0)) * inv;
     }
   } else if (a.surrogate == kAtan) {
     const T c = T(3.14159265358979323846 / 2) * al, h = al / T(2);
     for (int64_t i = 0; i < n; ++i) {
-      const T u = c * ((m[i] + x[i]) - v_th);
+      const T v = (m[i] + x[i]) - v_th;
+      const T u = c * v;
+      s[i] = v >= T(0) ? T(1) : T(0);
       g[i] = h / (T(1) + u * u);
     }
   } else {
     for (int64_t i = 0; i < n; ++i) {
-      const T sig = T(1) / (T(1) + std::exp(-al * ((m[i] + x[i]) - v_th)));
+      const T v = (m[i] + x[i]) - v_th;
+      const T sig = T(1) / (T(1) + std::exp(-al * v));
+      s[i] = v >= T(0) ? T(1) : T(0);
       g[i] = al * sig * (T(1) - sig);
     }
   }
