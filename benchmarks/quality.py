@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py --out benchmarks/results/quality_cpu            # the whole suite
     python benchmarks/quality.py --tasks adding lds --families s4d ldnn --seeds 0 --out /tmp/q/quality
+    python benchmarks/quality.py --seeds 0 --steps 300 --report --out benchmarks/results/quality_cpu
 
 Each cell is one ``lindy train`` run in a subprocess (``experiment=quality/base data=<task> layer=<family>``
 plus the task's reduced sizes), its width chosen so that the model has about ``--params`` parameters (the
@@ -12,7 +13,8 @@ run again, so a killed suite resumes where it stopped (a cell killed halfway res
 budget (steps, batch, parameter target) and its task's data options; only rows of the current budget and
 task definitions count as done and enter the table (mean and spread over seeds, parameters and median wall
 time per run, in ``<out>.md``) and the heat-map of the normalised scores (``<out>.png``), so one file can
-hold runs of several budgets without mixing them.
+hold runs of several budgets without mixing them. ``--report`` only tabulates the cells already there (of
+the given budget, tasks, families and seeds), running none.
 """
 
 from __future__ import annotations
@@ -224,13 +226,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, required=True, help="prefix of <out>.jsonl, <out>.md and <out>.png")
     p.add_argument("--runs", type=Path, default=Path("runs/quality"), help="folder of the cells' run folders")
+    p.add_argument("--report", action="store_true", help="only tabulate the cells already in <out>.jsonl")
     args = p.parse_args(argv)
     for name in ("params", "steps", "batch", "threads"):
         check_count(f"--{name}", getattr(args, name))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = args.out.with_name(args.out.name + ".jsonl")
     done = {(r["task"], r["family"], r["seed"]) for r in load_rows(results, args) if "score" in r}
-    for task in args.tasks:
+    for task in [] if args.report else args.tasks:
         for family in args.families:
             for seed in args.seeds:
                 if (task, family, seed) in done:
@@ -240,9 +243,13 @@ def main(argv=None) -> int:
                 with results.open("a") as f:
                     f.write(json.dumps(row) + "\n")
     rows = [r for r in load_rows(results, args) if r["task"] in args.tasks and r["family"] in args.families]
+    rows = [r for r in rows if r["seed"] in args.seeds]
+    if args.report:  # the tasks that have cells, in the suite's order
+        args.tasks = [t for t in args.tasks if any(r["task"] == t for r in rows)]
     text = table(rows, args.tasks, args.families)
     args.out.with_name(args.out.name + ".md").write_text(text + "\n")
-    heatmap(rows, args.tasks, args.families, args.out.with_name(args.out.name + ".png"))
+    if args.tasks:  # nothing to draw otherwise
+        heatmap(rows, args.tasks, args.families, args.out.with_name(args.out.name + ".png"))
     print(text)
     return 0 if all("score" in r for r in rows) else 1
 

@@ -25,3 +25,15 @@ def test_bad_input_figure_is_the_size_of_the_two_tables():
     assert int(figure.group(1)) == len(trainer.ROWS) + len(data.CASES)
     assert f"{len(trainer.ROWS)} trainer and command-line cases" in readme
     assert f"{len(data.CASES)} data, data-CLI" in readme
+
+
+def test_results_table_has_a_row_for_every_shipped_experiment():
+    """README's Results table names each experiment config in a row's first cell (measured, or why not)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Results") : readme.index("\n## ", readme.index("\n## Results") + 1)]
+    first_cells = [line.split("|")[1] for line in section.splitlines() if line.startswith("| ")]
+    named = {name for cell in first_cells for name in re.findall(r"`([\w.]+/[\w.]+)`", cell)}
+    configs = ROOT / "src/lindy/configs/experiment"
+    shipped = {str(p.relative_to(configs).with_suffix("")) for p in configs.rglob("*.yaml")}
+    assert shipped - named == set(), f"experiments without a row in README's Results table: {shipped - named}"
+    assert named - shipped == set(), f"README's Results table names unknown experiments: {named - shipped}"

@@ -50,3 +50,7 @@ def test_a_new_budget_or_task_definition_runs_again_and_is_tabulated_apart(quali
     assert quality.main([*args, "--steps", "3", "--runs", str(tmp_path / "runs31")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
     assert [r["data"]["length"] for r in rows] == [30, 30, 31]
+    # --report tabulates what is there and runs nothing, not even a missing family
+    assert quality.main([*args, "--steps", "2", "--families", "s4d", "ldnn", "--report"]) == 0
+    assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 3
+    assert (tmp_path / "q.md").read_text().count("(1 seeds,") == 0  # length 30 is no longer the task
