@@ -404,6 +404,8 @@ class _SurrogateSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (g,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: an out= product would not be differentiable
+            return grad * g, None, None
         return torch.mul(grad, g, out=_pooled_like(g)), None, None
 
 
