@@ -286,3 +286,7 @@ def test_under_torch_compile(native):
     torch.testing.assert_close(compiled(x), neuron.membrane(x), rtol=0, atol=0)
     spikes = torch.compile(neuron, backend="aot_eager")
     torch.testing.assert_close(spikes(x), neuron(x), rtol=0, atol=0)
+
+
+def test_the_ops_surrogate_codes_name_every_surrogate():
+    assert sorted(sdn_cpu.SURROGATE_CODES) == sorted(SURROGATES)

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from lindy.kernels import memory
 from lindy.kernels.lif import LIF_MODES, lif_spikes, lif_step
-from lindy.kernels.surrogate import SURROGATES, check_surrogate, spike
+from lindy.kernels.surrogate import check_surrogate, spike
 from lindy.layers.base import SequenceLayer, check_choice, check_finite_number, register_layer
 
 __all__ = [
@@ -199,7 +199,9 @@ class FusedSDN(nn.Module):
         x, history = self._native_layout(x, history)
         s = _pooled_like(x)
         g = _pooled_like(x) if with_grad else None
-        code = tuple(SURROGATES).index(surrogate)
+        from lindy.kernels import sdn_cpu  # imported already by _sdn_native
+
+        code = sdn_cpu.SURROGATE_CODES.index(surrogate)
         native.spikes(x, history, *self._native_weights(), float(v_th), code, float(alpha), s, g)
         return s, g
 
@@ -336,11 +338,7 @@ class SDNNeuron(nn.Module):
 
         In the wider of x's and the SDN's dtypes (float32 for a bf16 x: the threshold test needs it).
         """
-        # the SDN runs in its own precision (float32 under bf16 autocast: a membrane near the threshold
-        # would otherwise flip spikes)
-        device = x.device.type
-        no_autocast = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()
-        with torch.no_grad(), no_autocast:
+        with torch.no_grad(), _without_autocast(x):
             m = self.sdn.features_last(x.detach(), history, self.v_th)
             return m.to(torch.promote_types(m.dtype, x.dtype))
 
@@ -367,9 +365,7 @@ class SDNNeuron(nn.Module):
         dtype = torch.promote_types(self.sdn.conv1.weight.dtype, x.dtype)
         xw = x.to(dtype)
         with_grad = torch.is_grad_enabled() and xw.requires_grad
-        device = x.device.type
-        no_autocast = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()
-        with no_autocast:
+        with _without_autocast(x):
             fused = self.sdn.fire(xw.detach(), history, self.v_th, self.surrogate, self.alpha, with_grad)
         if fused is None:
             return spike(self.membrane(x, history) + xw - self.v_th, self.surrogate, self.alpha)
@@ -382,6 +378,13 @@ class SDNNeuron(nn.Module):
             return lif_step(state, x_t, self.tau, self.v_th)
         s, state = self.forward_with_state(x_t.unsqueeze(1), state)
         return s[:, 0], state
+
+
+def _without_autocast(x: Tensor):
+    """Autocast off on x's device: the SDN runs in its own precision (float32 under bf16 autocast: a
+    membrane near the threshold would otherwise flip spikes)."""
+    device = x.device.type
+    return torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else nullcontext()
 
 
 def _pooled_like(x: Tensor) -> Tensor:

@@ -58,7 +58,7 @@ struct Args {
   T alpha;
 };
 
-// The surrogates of lindy/kernels/surrogate.py, by the index the Python side passes
+// The surrogates of lindy/kernels/surrogate.py, by their index in sdn_cpu.SURROGATE_CODES
 enum Surrogate { kPiecewiseQuadratic = 0, kAtan = 1, kSigmoid = 2 };
 
 // The neuron's epilogue over n consecutive values of one row (or series): v = (m + x) - v_th, s = 1[v >= 0],
