@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from lindy.interop.stu import stu_from_spectral_ssm
 
 SIDES = ("reference", "lindy")
+NUM_EIGH = 24  # the filters per STU: model.Architecture's default, left as shipped
 
 
 class ReferenceMissing(RuntimeError):
@@ -101,8 +102,11 @@ def lindy_network(params: dict, stu_utils, *, d_in, width, classes, layers, leng
     def name(base: str, i: int) -> str:
         return f"architecture/{base}" + (f"_{i}" if i else "")
 
-    eigh = stu_utils.get_top_hankel_eigh(length, 24)
-    stus = [stu_from_spectral_ssm(params[name("stu", i)], input_len=length, eigh=eigh) for i in range(layers)]
+    eigh = stu_utils.get_top_hankel_eigh(length, NUM_EIGH)
+    stus = [
+        stu_from_spectral_ssm(params[name("stu", i)], input_len=length, num_eigh=NUM_EIGH, eigh=eigh)
+        for i in range(layers)
+    ]
     net = Network(stus, d_in, width, classes, dropout)
 
     def linear(module: nn.Linear, p: dict) -> None:
