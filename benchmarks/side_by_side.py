@@ -266,10 +266,20 @@ def batch_order(n: int, batch: int, steps: int, seed: int) -> Tensor:
 def train(model: nn.Module, x: Tensor, y: Tensor, order: Tensor, lr: float, weight_decay: float) -> dict:
     """AdamW over the given batches; the per-step losses (stops at a non-finite loss)."""
     groups = param_groups(model, lr, weight_decay)
-    opt = torch.optim.AdamW(groups, lr=lr)
+    start = time.perf_counter()
+    losses = fit(model, torch.optim.AdamW(groups, lr=lr), x, y, order)
+    seconds = time.perf_counter() - start
+    return {"losses": losses, "wall_s": seconds, "groups": describe_groups(groups)}
+
+
+def fit(model: nn.Module, opt, x: Tensor, y: Tensor, order: Tensor, before_step=None) -> list[float]:
+    """Cross-entropy steps of ``opt`` over the given batches (``before_step(i)`` first, e.g. to set the
+    lr); the per-step losses, stopping at a non-finite one."""
     model.train()
-    losses, start = [], time.perf_counter()
-    for idx in order:
+    losses = []
+    for i, idx in enumerate(order):
+        if before_step is not None:
+            before_step(i)
         loss = F.cross_entropy(model(x[idx]), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -277,8 +287,7 @@ def train(model: nn.Module, x: Tensor, y: Tensor, order: Tensor, lr: float, weig
         losses.append(loss.item())
         if not math.isfinite(losses[-1]):
             break
-    seconds = time.perf_counter() - start
-    return {"losses": losses, "wall_s": seconds, "groups": describe_groups(groups)}
+    return losses
 
 
 @torch.no_grad()

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from side_by_side import accuracy, batch_order, load_data, lockstep, mean_std
+from side_by_side import accuracy, batch_order, fit, load_data, lockstep, mean_std
 from torch import Tensor, nn
 
 from lindy.interop.stu import stu_from_spectral_ssm
@@ -226,20 +226,13 @@ def train_lindy(net: Network, x: Tensor, y: Tensor, order: Tensor, *, steps, war
     ]
     opt = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8)
     peaks = [lr, m_y_lr]
-    torch.manual_seed(seed)  # the dropout masks
-    net.train()
-    losses = []
-    for i, idx in enumerate(order):
+
+    def set_lr(i: int) -> None:
         for group, peak in zip(opt.param_groups, peaks):
             group["lr"] = warmup_cosine(i, peak, steps, warmup)
-        loss = F.cross_entropy(net(x[idx]), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if not math.isfinite(losses[-1]):
-            break
-    return losses
+
+    torch.manual_seed(seed)  # the dropout masks
+    return fit(net, opt, x, y, order, set_lr)
 
 
 def start_check(ref: ReferenceSide, net: Network, x: Tensor, y: Tensor, tol: float) -> dict:
