@@ -1,8 +1,10 @@
-"""Shared test helpers: one way to run a lindy command in a subprocess."""
+"""Shared test helpers: one way to run a lindy command in a subprocess, one way to load a script."""
 
+import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -21,3 +23,21 @@ def run_lindy(args, *, module="lindy.train", launcher=None, check=False, timeout
 def lindy_cli():
     """Run ``python -m lindy.train`` (or another module) in a subprocess: ``lindy_cli(args, ...)``."""
     return run_lindy
+
+
+def load_script(path: Path, name: str):
+    """Import the file at ``path`` (a benchmark script, another test file) as module ``name``.
+
+    The module is registered in ``sys.modules`` first: dataclasses in it look themselves up there.
+    """
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def script_loader():
+    """Load a file that is not on the import path as a module: ``script_loader(path, name)``."""
+    return load_script

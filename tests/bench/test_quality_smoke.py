@@ -1,8 +1,6 @@
 """The quality suite runs end to end on a tiny budget, resumes without re-running a cell, and tabulates."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,11 +9,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def quality(monkeypatch):
-    spec = importlib.util.spec_from_file_location("_quality_suite", ROOT / "benchmarks" / "quality.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+def quality(monkeypatch, script_loader):
+    module = script_loader(ROOT / "benchmarks" / "quality.py", "_quality_suite")
     tiny = {"length": 30, "n_train": 32, "n_val": 16, "n_test": 16}
     monkeypatch.setitem(module.TASKS, "adding", ("adding", tiny))
     monkeypatch.setattr(module, "WIDTHS", (8, 16))

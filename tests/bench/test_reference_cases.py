@@ -7,7 +7,6 @@ ids must be unique, and each distinct lindy builder runs forward and forward+bac
 """
 
 import copy
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,22 +18,15 @@ HARNESS = ROOT.parent / "shared" / "bench-references" / "bench_anchors.py"
 PLUGIN = ROOT / "benchmarks" / "reference_cases.py"
 
 
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def harness():
+def harness(script_loader):
     if not HARNESS.is_file():
         pytest.skip(f"reference harness not found at {HARNESS}")
-    return _load(HARNESS, "bench_anchors_under_test")
+    return script_loader(HARNESS, "bench_anchors_under_test")
 
 
 @pytest.fixture(scope="module")
-def lindy_cases(harness):
+def lindy_cases(harness, script_loader):
     # the helpers namespace the harness's main() hands to a plugin
     helpers = SimpleNamespace(
         Case=harness.Case,
@@ -45,7 +37,7 @@ def lindy_cases(harness):
         load_file=harness.load_file,
     )
     cases = []
-    _load(PLUGIN, "lindy_reference_cases").register(cases.append, helpers)
+    script_loader(PLUGIN, "lindy_reference_cases").register(cases.append, helpers)
     return cases
 
 

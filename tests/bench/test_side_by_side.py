@@ -4,7 +4,6 @@ The reference layers come from the reference harness's cache (../shared/bench-re
 its extract.sh), which CI does not have: those tests skip there. Tiny shapes, random data, two steps.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,11 +16,8 @@ SCRIPT = ROOT / "benchmarks" / "side_by_side.py"
 
 
 @pytest.fixture(scope="module")
-def sbs():
-    spec = importlib.util.spec_from_file_location("side_by_side_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def sbs(script_loader):
+    return script_loader(SCRIPT, "side_by_side_under_test")
 
 
 def test_missing_cache_names_the_extract_command(sbs, tmp_path):

@@ -5,7 +5,6 @@ google-deepmind/spectral_ssm named by SPECTRAL_SSM_ROOT, and skips without them;
 needs tk-rusch/LEM's script and is only checked for its error here, while lindy's side runs for real.
 """
 
-import importlib.util
 import math
 import os
 from pathlib import Path
@@ -17,22 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "benchmarks"
 
 
-def _load(name: str, monkeypatch):
+def _load(name: str, monkeypatch, script_loader):
     monkeypatch.syspath_prepend(str(BENCH))  # the scripts import side_by_side from their own folder
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_loader(BENCH / f"{name}.py", f"{name}_under_test")
 
 
 @pytest.fixture
-def stu_sbs(monkeypatch):
-    return _load("stu_side_by_side", monkeypatch)
+def stu_sbs(monkeypatch, script_loader):
+    return _load("stu_side_by_side", monkeypatch, script_loader)
 
 
 @pytest.fixture
-def lem_sbs(monkeypatch):
-    return _load("lem_side_by_side", monkeypatch)
+def lem_sbs(monkeypatch, script_loader):
+    return _load("lem_side_by_side", monkeypatch, script_loader)
 
 
 def test_warmup_cosine_is_the_references_schedule(stu_sbs):

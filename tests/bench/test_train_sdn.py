@@ -1,6 +1,5 @@
 """benchmarks/train_sdn.py: the fine-tune stage of the shipped SDNs and its --init file."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_sdn.py"
 
 
 @pytest.fixture(scope="module")
-def train_sdn():
-    spec = importlib.util.spec_from_file_location("train_sdn_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def train_sdn(script_loader):
+    return script_loader(SCRIPT, "train_sdn_under_test")
 
 
 def test_finetune_trains_the_fused_form_on_the_membrane_mae(train_sdn):
