@@ -184,33 +184,50 @@ def table(rows: list[dict], tasks, families) -> str:
     return "\n".join(lines)
 
 
+def normalised_grid(rows: list[dict], tasks, families):
+    """(grid, means), each tasks x families: per task 1 = the best family's mean, 0 = the worst's.
+
+    A task whose families all tie (every one at chance, say) gets 0.5 throughout: neither best nor worst.
+    Cells without a score are NaN in both.
+    """
+    import numpy as np
+
+    grid = np.full((len(tasks), len(families)), np.nan)
+    means = np.full_like(grid, np.nan)
+    for i, task in enumerate(tasks):
+        for j, family in enumerate(families):
+            scores = [r["score"] for r in rows if (r["task"], r["family"]) == (task, family) and "score" in r]
+            if scores:
+                means[i, j] = statistics.mean(scores)
+        row = means[i][~np.isnan(means[i])]
+        if not row.size:
+            continue
+        higher = next(r["higher_is_better"] for r in rows if r["task"] == task and "score" in r)
+        lo, hi = row.min(), row.max()
+        norm = np.where(np.isnan(means[i]), np.nan, 0.5) if hi == lo else (means[i] - lo) / (hi - lo)
+        grid[i] = norm if higher else 1.0 - norm
+    return grid, means
+
+
 def heatmap(rows: list[dict], tasks, families, path: Path) -> None:
-    """Scores normalised per task to [0, 1] (1 = the best family on that task), mean over seeds."""
+    """The normalised grid as colours, each cell labelled with its mean score over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    grid = np.full((len(tasks), len(families)), np.nan)
-    for i, task in enumerate(tasks):
-        means = {}
-        for j, family in enumerate(families):
-            scores = [r["score"] for r in rows if (r["task"], r["family"]) == (task, family) and "score" in r]
-            if scores:
-                means[j] = statistics.mean(scores)
-        if not means:
-            continue
-        higher = next(r["higher_is_better"] for r in rows if r["task"] == task and "score" in r)
-        lo, hi = min(means.values()), max(means.values())
-        for j, m in means.items():
-            norm = 1.0 if hi == lo else (m - lo) / (hi - lo)
-            grid[i, j] = norm if higher else 1.0 - norm
+    grid, means = normalised_grid(rows, tasks, families)
     fig, ax = plt.subplots(figsize=(1.3 * len(families) + 2, 0.6 * len(tasks) + 1.5))
     ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for (i, j), m in np.ndenumerate(means):
+        if not np.isnan(m):
+            ax.text(
+                j, i, f"{m:.4g}", ha="center", va="center", fontsize=8, color="w" if grid[i, j] < 0.5 else "k"
+            )
     ax.set_xticks(range(len(families)), families, rotation=30, ha="right")
     ax.set_yticks(range(len(tasks)), tasks)
-    ax.set_title("test score per task, normalised (1 = best family)")
+    ax.set_title("mean test score; colour per task: 1 = best family, 0 = worst, 0.5 = all tie")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

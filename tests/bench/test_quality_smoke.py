@@ -1,6 +1,7 @@
 """The quality suite runs end to end on a tiny budget, resumes without re-running a cell, and tabulates."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,18 @@ def test_a_new_budget_or_task_definition_runs_again_and_is_tabulated_apart(quali
     assert quality.main([*args, "--steps", "2", "--families", "s4d", "ldnn", "--report"]) == 0
     assert len((tmp_path / "q.jsonl").read_text().splitlines()) == 3
     assert (tmp_path / "q.md").read_text().count("(1 seeds,") == 0  # length 30 is no longer the task
+
+
+def test_heatmap_colours_best_one_worst_zero_and_a_tie_one_half(quality):
+    def row(task, family, score, higher):
+        return {"task": task, "family": family, "score": score, "higher_is_better": higher}
+
+    rows = [row("acc", "a", 0.9, True), row("acc", "a", 0.7, True), row("acc", "b", 0.5, True)]
+    rows += [row("acc", "c", 0.6, True), row("mse", "a", 2.0, False), row("mse", "b", 1.0, False)]
+    rows += [row("flat", "a", 0.5, True), row("flat", "b", 0.5, True)]
+    grid, means = quality.normalised_grid(rows, ["acc", "mse", "flat"], ["a", "b", "c"])
+    assert means[0].tolist() == pytest.approx([0.8, 0.5, 0.6])
+    assert grid[0].tolist() == pytest.approx([1.0, 0.0, 1 / 3])
+    assert grid[1, :2].tolist() == [0.0, 1.0]  # lower is better: the smaller error is the best
+    assert grid[2, :2].tolist() == [0.5, 0.5]  # every family tied: none best, none worst
+    assert all(map(math.isnan, (grid[1, 2], grid[2, 2], means[1, 2])))  # no run, no colour
