@@ -158,12 +158,18 @@ def load_rows(path: Path, args=None) -> list[dict]:
     return [r for r in current if all(r.get(k) == v for k, v in budget(r["task"], args).items())]
 
 
-def table(rows: list[dict], tasks, families) -> str:
-    """Markdown: one row per task, one column per family, mean +- spread (population std) over seeds."""
+def scored_cells(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The rows that have a score, grouped by (task, family): one list of seeds per table cell."""
     cells = {}
     for r in rows:
         if "score" in r:
             cells.setdefault((r["task"], r["family"]), []).append(r)
+    return cells
+
+
+def table(rows: list[dict], tasks, families) -> str:
+    """Markdown: one row per task, one column per family, mean +- spread (population std) over seeds."""
+    cells = scored_cells(rows)
     lines = ["| task (metric) | " + " | ".join(families) + " |", "|---|" + "---:|" * len(families)]
     for task in tasks:
         metric = next((r["metric"] for (t, _), rs in cells.items() if t == task for r in rs), "")
@@ -192,17 +198,17 @@ def normalised_grid(rows: list[dict], tasks, families):
     """
     import numpy as np
 
+    cells = scored_cells(rows)
     grid = np.full((len(tasks), len(families)), np.nan)
     means = np.full_like(grid, np.nan)
     for i, task in enumerate(tasks):
         for j, family in enumerate(families):
-            scores = [r["score"] for r in rows if (r["task"], r["family"]) == (task, family) and "score" in r]
-            if scores:
-                means[i, j] = statistics.mean(scores)
+            if (task, family) in cells:
+                means[i, j] = statistics.mean(r["score"] for r in cells[task, family])
         row = means[i][~np.isnan(means[i])]
         if not row.size:
             continue
-        higher = next(r["higher_is_better"] for r in rows if r["task"] == task and "score" in r)
+        higher = next(rs[0]["higher_is_better"] for (t, _), rs in cells.items() if t == task)
         lo, hi = row.min(), row.max()
         norm = np.where(np.isnan(means[i]), np.nan, 0.5) if hi == lo else (means[i] - lo) / (hi - lo)
         grid[i] = norm if higher else 1.0 - norm
